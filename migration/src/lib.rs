@@ -1,0 +1,16 @@
+//! Database migrations of nowatch-ota, for SQLite and PostgreSQL. Files are named
+//! `mYYYYMMDD_NNNNNN_verb_noun.rs`, each with its own identifiers and a `down`, and are never
+//! edited once landed: a change is a new migration.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_create_tables::Migration)]
+    }
+}

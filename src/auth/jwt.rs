@@ -1,0 +1,179 @@
+//! Token verification. The accepted algorithm comes from configuration, never from the token,
+//! so `alg: none` and HS/RS key confusion are refused by construction.
+
+use std::collections::HashSet;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Map, Value};
+
+use crate::config::AuthSettings;
+
+/// Why a token was refused. The text goes to the client, so it never echoes the token.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed Authorization header: expected \"Bearer <token>\"")]
+    Malformed,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token has the wrong issuer")]
+    WrongIssuer,
+    #[error("token has the wrong audience")]
+    WrongAudience,
+    #[error("token algorithm not accepted")]
+    WrongAlgorithm,
+    #[error("token has no subject")]
+    NoSubject,
+    #[error("invalid token")]
+    Invalid,
+}
+
+/// The algorithms this service can be pinned to.
+#[derive(Debug, Clone, Copy)]
+pub struct JwtAlgorithm(Algorithm);
+
+impl JwtAlgorithm {
+    pub fn parse(name: &str) -> Option<Self> {
+        let alg = match name {
+            "HS256" => Algorithm::HS256,
+            "HS384" => Algorithm::HS384,
+            "HS512" => Algorithm::HS512,
+            "RS256" => Algorithm::RS256,
+            "RS384" => Algorithm::RS384,
+            "RS512" => Algorithm::RS512,
+            "ES256" => Algorithm::ES256,
+            "ES384" => Algorithm::ES384,
+            "EdDSA" => Algorithm::EdDSA,
+            _ => return None,
+        };
+        Some(Self(alg))
+    }
+}
+
+/// The verified identity behind a request.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub sub: String,
+    pub is_admin: bool,
+}
+
+/// Verifies bearer tokens against the configured key, algorithm, issuer and audience.
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+    admin_flag_claim: String,
+    roles_claim: String,
+}
+
+impl JwtVerifier {
+    pub fn from_settings(settings: &AuthSettings) -> anyhow::Result<Self> {
+        let JwtAlgorithm(alg) = JwtAlgorithm::parse(&settings.algorithm)
+            .ok_or_else(|| anyhow::anyhow!("`auth.algorithm`: unknown algorithm"))?;
+        let key = if settings.algorithm.starts_with("HS") {
+            DecodingKey::from_secret(settings.hs_secret.as_bytes())
+        } else {
+            let pem = std::fs::read(&settings.public_key_file).map_err(|e| {
+                anyhow::anyhow!(
+                    "`auth.public_key_file`: cannot read {}: {e}",
+                    settings.public_key_file
+                )
+            })?;
+            let parsed = match alg {
+                Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
+                Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
+                _ => DecodingKey::from_rsa_pem(&pem),
+            };
+            parsed
+                .map_err(|e| anyhow::anyhow!("`auth.public_key_file`: not a usable PEM key: {e}"))?
+        };
+        let mut validation = Validation::new(alg);
+        validation.leeway = settings.leeway_s;
+        validation.validate_nbf = true;
+        validation.validate_exp = true;
+        // A configured issuer or audience must also be present, not merely right when present.
+        let mut required = HashSet::from(["exp".to_owned()]);
+        if settings.issuer.is_empty() {
+            validation.iss = None;
+        } else {
+            validation.set_issuer(&[&settings.issuer]);
+            required.insert("iss".to_owned());
+        }
+        if settings.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&[&settings.audience]);
+            required.insert("aud".to_owned());
+        }
+        validation.required_spec_claims = required;
+        Ok(Self {
+            key,
+            validation,
+            admin_flag_claim: settings.admin_flag_claim.clone(),
+            roles_claim: settings.roles_claim.clone(),
+        })
+    }
+
+    /// Verifies a raw token and reads who it is for.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+            .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                AuthError::WrongAlgorithm
+            }
+            _ => AuthError::Invalid,
+        })?;
+        let claims = data.claims;
+        let sub = match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(AuthError::NoSubject),
+        };
+        let flag = claims.get(&self.admin_flag_claim) == Some(&Value::Bool(true));
+        let role = claims
+            .get(&self.roles_claim)
+            .and_then(Value::as_array)
+            .is_some_and(|roles| roles.iter().any(|r| r.as_str() == Some("admin")));
+        Ok(Identity {
+            sub,
+            is_admin: flag || role,
+        })
+    }
+}
+
+/// Mints a token with the configured HS secret, for trying the API locally (`dev-token`).
+pub fn mint_dev_token(
+    settings: &AuthSettings,
+    sub: &str,
+    admin: bool,
+    ttl_s: u64,
+) -> anyhow::Result<String> {
+    let JwtAlgorithm(alg) = JwtAlgorithm::parse(&settings.algorithm)
+        .filter(|_| settings.algorithm.starts_with("HS"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("dev-token signs with auth.hs_secret, so auth.algorithm must be HS*")
+        })?;
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = Map::new();
+    claims.insert("sub".into(), sub.into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), (now + ttl_s).into());
+    if admin {
+        claims.insert(settings.admin_flag_claim.clone(), true.into());
+    }
+    if !settings.issuer.is_empty() {
+        claims.insert("iss".into(), settings.issuer.clone().into());
+    }
+    if !settings.audience.is_empty() {
+        claims.insert("aud".into(), settings.audience.clone().into());
+    }
+    let key = EncodingKey::from_secret(settings.hs_secret.as_bytes());
+    Ok(jsonwebtoken::encode(&Header::new(alg), &claims, &key)?)
+}

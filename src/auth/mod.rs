@@ -1,0 +1,9 @@
+//! Bearer JWT verification and the extractors handlers use: [`Caller`] (any valid token) and
+//! [`AdminUser`] (a valid token with the admin claim). Tokens are issued by the full NOWATCH
+//! backend; this service only verifies them, with the algorithm pinned by configuration.
+
+mod extractors;
+mod jwt;
+
+pub use extractors::{AdminUser, Caller, OptionalCaller};
+pub use jwt::{AuthError, JwtAlgorithm, JwtVerifier, mint_dev_token};

@@ -1,0 +1,325 @@
+//! The settings tree: `config/default.toml` (compiled in), an optional file named by
+//! `NOWATCH_OTA_CONFIG`, then `NOWATCH_OTA__SECTION__KEY` environment variables and `DATABASE_URL`.
+//! Loading validates everything up front and names the offending key, so a bad deployment fails at
+//! start-up rather than on the first request that needs the value.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The defaults, compiled in so the service does not depend on its working directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &[
+    "signing.retired_public_keys",
+    "firmware.channels",
+    "proxy.prefixes",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub storage: StorageSettings,
+    pub signing: SigningSettings,
+    pub auth: AuthSettings,
+    pub firmware: FirmwareSettings,
+    pub rollout: RolloutSettings,
+    pub log: LogSettings,
+    /// `NOWATCH_OTA_ENV=production` turns on the production guards; not a TOML key.
+    #[serde(skip)]
+    pub production: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub public_url: String,
+    pub max_json_bytes: usize,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub run_migrations: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Fs,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub backend: StorageBackend,
+    pub staging_ttl_s: u64,
+    pub sweep_interval_s: u64,
+    pub fs: FsSettings,
+    pub s3: S3Settings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsSettings {
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub region: String,
+    pub endpoint: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub part_size_bytes: usize,
+    pub presign_ttl_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSettings {
+    pub key_file: String,
+    pub retired_public_keys: Vec<String>,
+    pub manifest_ttl_s: u64,
+    pub require_release_signature: bool,
+    pub release_keys_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub algorithm: String,
+    pub hs_secret: String,
+    pub public_key_file: String,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_s: u64,
+    pub admin_flag_claim: String,
+    pub roles_claim: String,
+    pub public_downloads: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadMode {
+    Stream,
+    Redirect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareSettings {
+    pub channels: Vec<String>,
+    pub max_upload_bytes: u64,
+    pub download_mode: DownloadMode,
+    pub poll_after_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSettings {
+    pub max_failure_rate: f64,
+    pub min_reports: u64,
+    pub tick_interval_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// A configuration that cannot run; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// The JWT secret shipped in `config/default.toml`; refused in production.
+pub const DEV_HS_SECRET: &str = "nowatch-ota-dev-jwt-secret-DO-NOT-USE-IN-PRODUCTION";
+
+impl Settings {
+    /// Loads from the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::vars().collect())
+    }
+
+    /// Loads from the given environment, so tests can build settings without touching the
+    /// process's own.
+    pub fn load_from(env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = env.get("NOWATCH_OTA_CONFIG").filter(|p| !p.is_empty()) {
+            if !std::path::Path::new(path).is_file() {
+                return Err(ConfigError(format!(
+                    "NOWATCH_OTA_CONFIG names {path}, which is not a readable file"
+                )));
+            }
+            builder = builder.add_source(config::File::new(path, config::FileFormat::Toml));
+        }
+        let mut environment = config::Environment::with_prefix("NOWATCH_OTA")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        builder = builder.add_source(environment.source(Some(env.clone().into_iter().collect())));
+        if let Some(url) = env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
+            builder = builder
+                .set_override("database.url", url.as_str())
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        let mut settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.production = env
+            .get("NOWATCH_OTA_ENV")
+            .is_some_and(|v| v.eq_ignore_ascii_case("production"));
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: combinations, ranges and the production guards.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return fail(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return fail("database.max_connections", "must be at least 1");
+        }
+        if self.storage.backend == StorageBackend::S3 {
+            if self.storage.s3.bucket.is_empty() {
+                return fail(
+                    "storage.s3.bucket",
+                    "required when storage.backend = \"s3\"",
+                );
+            }
+            if self.storage.s3.access_key_id.is_empty()
+                != self.storage.s3.secret_access_key.is_empty()
+            {
+                return fail(
+                    "storage.s3.secret_access_key",
+                    "set both static credentials or neither",
+                );
+            }
+        }
+        if !(5 << 20..=5 << 30).contains(&self.storage.s3.part_size_bytes) {
+            return fail(
+                "storage.s3.part_size_bytes",
+                "must be between 5 MiB and 5 GiB",
+            );
+        }
+        if self.storage.s3.presign_ttl_s == 0 || self.storage.s3.presign_ttl_s > 7 * 86400 {
+            return fail("storage.s3.presign_ttl_s", "must be between 1 s and 7 days");
+        }
+        if self.signing.manifest_ttl_s < 60 {
+            return fail("signing.manifest_ttl_s", "must be at least 60 seconds");
+        }
+        if crate::auth::JwtAlgorithm::parse(&self.auth.algorithm).is_none() {
+            return fail(
+                "auth.algorithm",
+                "must be one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, EdDSA",
+            );
+        }
+        let hs = self.auth.algorithm.starts_with("HS");
+        if hs && self.auth.hs_secret.len() < 32 {
+            return fail("auth.hs_secret", "must be at least 32 bytes");
+        }
+        if !hs && self.auth.public_key_file.is_empty() {
+            return fail("auth.public_key_file", "required for a non-HS algorithm");
+        }
+        if self.firmware.channels.is_empty() {
+            return fail("firmware.channels", "must list at least one channel");
+        }
+        for (i, channel) in self.firmware.channels.iter().enumerate() {
+            if crate::domain::Channel::parse(channel).is_err() {
+                return fail(
+                    "firmware.channels",
+                    &format!("{channel:?} is not a valid channel name"),
+                );
+            }
+            if self.firmware.channels[..i].contains(channel) {
+                return fail("firmware.channels", &format!("{channel:?} is listed twice"));
+            }
+        }
+        if self.firmware.max_upload_bytes == 0 {
+            return fail("firmware.max_upload_bytes", "must be above 0");
+        }
+        if self.firmware.download_mode == DownloadMode::Redirect
+            && self.storage.backend != StorageBackend::S3
+        {
+            return fail(
+                "firmware.download_mode",
+                "\"redirect\" needs storage.backend = \"s3\"",
+            );
+        }
+        if !(0.0..=1.0).contains(&self.rollout.max_failure_rate) {
+            return fail("rollout.max_failure_rate", "must be between 0 and 1");
+        }
+        if self.rollout.tick_interval_s == 0 {
+            return fail("rollout.tick_interval_s", "must be at least 1");
+        }
+        if self.storage.backend == StorageBackend::S3 && self.firmware.max_upload_bytes > 5 << 30 {
+            return fail(
+                "firmware.max_upload_bytes",
+                "must be at most 5 GiB with the s3 backend (CopyObject limit)",
+            );
+        }
+        if !self.server.public_url.is_empty() && url::Url::parse(&self.server.public_url).is_err() {
+            return fail("server.public_url", "must be an absolute URL");
+        }
+        if self.production {
+            if self.signing.key_file.is_empty() {
+                return fail(
+                    "signing.key_file",
+                    "NOWATCH_OTA_ENV=production refuses the built-in dev signing key; set a key file",
+                );
+            }
+            if hs && self.auth.hs_secret == DEV_HS_SECRET {
+                return fail(
+                    "auth.hs_secret",
+                    "NOWATCH_OTA_ENV=production refuses the dev JWT secret",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the database is PostgreSQL (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.database.url.starts_with("postgres")
+    }
+}

@@ -1,0 +1,19 @@
+//! What the last report of a device said about it.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "device")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub device_id: String,
+    pub hardware: String,
+    pub version: String,
+    pub channel: Option<String>,
+    pub last_report_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,24 @@
+//! The latest status of one device for one release.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "device_report")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub device_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub firmware_id: Uuid,
+    pub rollout_id: Option<Uuid>,
+    pub status: String,
+    pub error: Option<String>,
+    pub from_version: Option<String>,
+    pub report_count: i64,
+    pub first_reported_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

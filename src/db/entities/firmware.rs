@@ -1,0 +1,36 @@
+//! A release: one uploaded image and what is known about it.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "firmware")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub version: String,
+    pub version_key: String,
+    pub version_major: i64,
+    pub version_minor: i64,
+    pub version_patch: i64,
+    pub version_pre: String,
+    pub size: i64,
+    pub sha256: String,
+    pub blob_key: String,
+    pub release_signature: Option<String>,
+    pub release_notes: String,
+    pub min_from_version: Option<String>,
+    pub mandatory: bool,
+    pub state: String,
+    pub created_by: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub published_at: Option<DateTimeUtc>,
+    pub revoked_at: Option<DateTimeUtc>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

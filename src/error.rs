@@ -1,0 +1,162 @@
+//! `ApiError`, the one error type at the HTTP edge, and the NOWATCH error shape every error
+//! response uses: `{"statusCode","message":[..],"error","timestamp","path"}`.
+//!
+//! Handlers return `ApiError`; actix's own errors (bad JSON, unknown path, wrong method, body too
+//! large) are rewritten into the same shape by [`crate::startup`]'s request middleware, which is
+//! also where the request path and timestamp are filled in. 5xx bodies say only "Internal server
+//! error": the detail goes to the log with the request id.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the messages name the field and the problem.
+    #[error("bad request: {0:?}")]
+    BadRequest(Vec<String>),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("payload too large: {0}")]
+    PayloadTooLarge(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// 416, with the full length for `Content-Range: bytes */len`.
+    #[error("range not satisfiable (length {0})")]
+    RangeNotSatisfiable(u64),
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
+    #[error("gateway timeout: {0}")]
+    GatewayTimeout(String),
+    #[error("service unavailable: {0}")]
+    ServiceUnavailable(String),
+    /// 500: the inner error is logged, never sent.
+    #[error("internal: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(vec![message.into()])
+    }
+
+    /// A 400 for one field: `"<field>: <problem>"`.
+    pub fn field(field: &str, problem: impl std::fmt::Display) -> Self {
+        Self::BadRequest(vec![format!("{field}: {problem}")])
+    }
+
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(error.into())
+    }
+
+    /// What the client is told.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            Self::BadRequest(m) => m.clone(),
+            Self::Unauthorized(m)
+            | Self::Forbidden(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::PayloadTooLarge(m)
+            | Self::UnsupportedMediaType(m)
+            | Self::BadGateway(m)
+            | Self::GatewayTimeout(m)
+            | Self::ServiceUnavailable(m) => vec![m.clone()],
+            Self::RangeNotSatisfiable(len) => {
+                vec![format!("range not satisfiable: the image is {len} bytes")]
+            }
+            Self::Internal(_) => vec!["Internal server error".into()],
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::Unauthorized(_) => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            Self::RangeNotSatisfiable(len) => {
+                response.insert_header(("Content-Range", format!("bytes */{len}")));
+            }
+            _ => {}
+        }
+        // The path and timestamp are filled in by the request middleware; this body is what a
+        // response gets if it ever bypasses it.
+        response.json(ErrorBody::new(self.status_code(), self.messages(), ""))
+    }
+}
+
+/// The NOWATCH error shape.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub status_code: u16,
+    pub message: Vec<String>,
+    pub error: String,
+    pub timestamp: String,
+    pub path: String,
+}
+
+impl ErrorBody {
+    pub fn new(status: StatusCode, message: Vec<String>, path: &str) -> Self {
+        Self {
+            status_code: status.as_u16(),
+            message,
+            error: status.canonical_reason().unwrap_or("Error").to_owned(),
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(key) => Self::NotFound(format!("object {key} not found")),
+            StorageError::TooLarge(limit) => {
+                Self::PayloadTooLarge(format!("file: larger than the limit of {limit} bytes"))
+            }
+            StorageError::Client(reason) => Self::BadRequest(vec![reason]),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        Self::Unauthorized(e.to_string())
+    }
+}

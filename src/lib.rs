@@ -1,0 +1,15 @@
+//! nowatch-ota: the firmware service of the NOWATCH platform and the front door of its API.
+//! Dependencies point inward: routes → services → (db, storage, signing) → domain.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod services;
+pub mod signing;
+pub mod startup;
+pub mod state;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,148 @@
+//! The `nowatch-ota` command: `serve` (the default), `migrate`, `keygen`, `sign`, `verify`,
+//! `dev-token`. Each is a few lines over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nowatch_ota::config::Settings;
+use nowatch_ota::domain::{HardwareId, Version};
+use nowatch_ota::signing::offline::{self, DeviceView};
+use nowatch_ota::startup::Application;
+
+#[derive(Parser)]
+#[command(name = "nowatch-ota", version, about = "NOWATCH firmware OTA service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Write a new ed25519 signing key (PKCS#8 PEM).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the release signature (base64) of an image, for `release_signature` on upload.
+    Sign {
+        #[arg(long)]
+        key: PathBuf,
+        image: PathBuf,
+    },
+    /// Check a manifest and an image as a device would; exit 1 if anything fails.
+    Verify {
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        image: PathBuf,
+        /// Trusted key: base64 of the 32 raw bytes, or a PEM file. Repeatable.
+        #[arg(long = "public-key", required = true)]
+        public_keys: Vec<String>,
+        #[arg(long)]
+        hardware: Option<String>,
+        #[arg(long = "current-version")]
+        current_version: Option<String>,
+    },
+    /// Print a JWT signed with the configured HS secret, for trying the API locally.
+    DevToken {
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value = "dev-user")]
+        sub: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nowatch-ota: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = actix_web::rt::System::new();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let settings = Settings::load()?;
+            nowatch_ota::telemetry::init(&settings.log);
+            runtime.block_on(async {
+                let app = Application::build(settings).await?;
+                tracing::info!(port = app.port(), "nowatch-ota listening");
+                Ok(app.run_until_stopped().await?)
+            })
+        }
+        Command::Migrate => {
+            let settings = Settings::load()?;
+            runtime.block_on(async {
+                nowatch_ota::db::migrate(&nowatch_ota::db::connect(&settings.database).await?).await
+            })?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Keygen { out } => {
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists; refusing to overwrite a key",
+                out.display()
+            );
+            std::fs::write(&out, nowatch_ota::signing::generate_pem()?)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Sign { key, image } => {
+            println!("{}", runtime.block_on(offline::sign_image(&key, &image))?);
+            Ok(())
+        }
+        Command::Verify {
+            manifest,
+            image,
+            public_keys,
+            hardware,
+            current_version,
+        } => {
+            let keys = public_keys
+                .iter()
+                .map(|k| offline::parse_public_key(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let device = DeviceView {
+                hardware: hardware
+                    .map(|h| HardwareId::parse(&h))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--hardware: {e}"))?,
+                current_version: current_version
+                    .map(|v| Version::parse(&v))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--current-version: {e}"))?,
+            };
+            let body =
+                runtime.block_on(offline::verify_files(&manifest, &image, &keys, &device))?;
+            println!(
+                "OK: {} {} for {}, {} bytes, sha256 {}",
+                body.firmware_id,
+                body.version,
+                body.hardware.join(","),
+                body.size,
+                body.sha256
+            );
+            Ok(())
+        }
+        Command::DevToken { admin, sub, ttl } => {
+            let settings = Settings::load()?;
+            println!(
+                "{}",
+                nowatch_ota::auth::mint_dev_token(&settings.auth, &sub, admin, ttl)?
+            );
+            Ok(())
+        }
+    }
+}

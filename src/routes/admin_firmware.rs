@@ -1,0 +1,211 @@
+//! `admin-firmware`: upload, list, read, edit, delete, publish and revoke releases.
+
+use actix_multipart::{Field, Multipart};
+use actix_web::{HttpResponse, web};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::auth::AdminUser;
+use crate::db::firmware::ListFilter;
+use crate::domain::{FirmwareState, HardwareId};
+use crate::error::ApiError;
+use crate::services::releases::{self, PublishRequest, ReleasePatch, RevokeRequest};
+use crate::services::upload::{self, UploadMetadata, UploadOutcome};
+use crate::state::AppState;
+
+pub fn mount(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/admin/firmware")
+            .route(web::post().to(upload_release))
+            .route(web::get().to(list_releases)),
+    )
+    .service(
+        web::resource("/v1/admin/firmware/{id}")
+            .route(web::get().to(get_release))
+            .route(web::patch().to(patch_release))
+            .route(web::delete().to(delete_release)),
+    )
+    .service(
+        web::resource("/v1/admin/firmware/{id}/publish").route(web::post().to(publish_release)),
+    )
+    .service(web::resource("/v1/admin/firmware/{id}/revoke").route(web::post().to(revoke_release)));
+}
+
+/// Largest `metadata` part accepted.
+const MAX_METADATA_BYTES: usize = 128 * 1024;
+
+/// Parses a path id, naming the parameter when it is not a UUID.
+pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::field("id", format!("{raw:?} is not a UUID")))
+}
+
+async fn next_part(multipart: &mut Multipart) -> Result<Option<Field>, ApiError> {
+    multipart
+        .try_next()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))
+}
+
+#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+async fn upload_release(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    mut multipart: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let mut metadata = match next_part(&mut multipart).await? {
+        Some(mut field) if field.name() == Some("metadata") => {
+            let bytes = field
+                .bytes(MAX_METADATA_BYTES)
+                .await
+                .map_err(|_| {
+                    ApiError::field(
+                        "metadata",
+                        format!("must be at most {MAX_METADATA_BYTES} bytes"),
+                    )
+                })?
+                .map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))?;
+            serde_json::from_slice::<UploadMetadata>(&bytes)
+                .map_err(|e| ApiError::field("metadata", e))?
+        }
+        Some(field) if field.name() == Some("file") => {
+            return Err(ApiError::bad_request(
+                "file: arrived before metadata; send the metadata part first",
+            ));
+        }
+        Some(field) => {
+            return Err(ApiError::bad_request(format!(
+                "body: unexpected part {:?}; expected \"metadata\" then \"file\"",
+                field.name().unwrap_or_default()
+            )));
+        }
+        None => return Err(ApiError::bad_request("metadata: missing part")),
+    };
+    upload::check_metadata(&state, &mut metadata)?;
+
+    let file = match next_part(&mut multipart).await? {
+        Some(field) if field.name() == Some("file") => field,
+        Some(field) => {
+            return Err(ApiError::bad_request(format!(
+                "body: unexpected part {:?}; expected \"file\"",
+                field.name().unwrap_or_default()
+            )));
+        }
+        None => return Err(ApiError::bad_request("file: missing part")),
+    };
+    let staged = state
+        .store
+        .put_staging(file, state.settings.firmware.max_upload_bytes)
+        .await?;
+    if let Some(extra) = next_part(&mut multipart).await.transpose() {
+        state.store.delete(&staged.key).await.ok();
+        let name = extra
+            .ok()
+            .and_then(|f| f.name().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(ApiError::bad_request(format!(
+            "body: unexpected part {name:?} after file"
+        )));
+    }
+    let (outcome, release) = upload::commit(&state, metadata, staged, &admin.0.sub).await?;
+    tracing::info!(firmware_id = %release.id, version = %release.version, ?outcome, "upload");
+    Ok(match outcome {
+        UploadOutcome::Created => HttpResponse::Created()
+            .insert_header(("Location", format!("/v1/admin/firmware/{}", release.id)))
+            .json(release),
+        UploadOutcome::AlreadyExists => HttpResponse::Ok().json(release),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    hardware: Option<String>,
+    state: Option<String>,
+    page: Option<u64>,
+    per_page: Option<u64>,
+}
+
+async fn list_releases(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let hardware = query
+        .hardware
+        .map(|h| HardwareId::parse(&h).map(|h| h.to_string()))
+        .transpose()
+        .map_err(|e| ApiError::field("hardware", e))?;
+    let firmware_state = query
+        .state
+        .map(|s| FirmwareState::parse(&s).map(|s| s.as_str().to_owned()))
+        .transpose()
+        .map_err(|e| ApiError::field("state", e))?;
+    let page = query.page.unwrap_or(1);
+    if page == 0 || page > 1_000_000 {
+        return Err(ApiError::field("page", "must be between 1 and 1000000"));
+    }
+    let per_page = query.per_page.unwrap_or(50);
+    if !(1..=200).contains(&per_page) {
+        return Err(ApiError::field("per_page", "must be between 1 and 200"));
+    }
+    let filter = ListFilter {
+        hardware,
+        state: firmware_state,
+    };
+    Ok(HttpResponse::Ok().json(releases::list(&state, &filter, page, per_page).await?))
+}
+
+async fn get_release(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(releases::view(&state, parse_id(&id)?).await?))
+}
+
+#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+async fn patch_release(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    id: web::Path<String>,
+    body: web::Json<ReleasePatch>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(releases::patch(&state, parse_id(&id)?, body.into_inner()).await?))
+}
+
+#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+async fn delete_release(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    releases::delete_draft(&state, parse_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+async fn publish_release(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    id: web::Path<String>,
+    body: web::Json<PublishRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let rollout =
+        releases::publish(&state, parse_id(&id)?, body.into_inner(), &admin.0.sub).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/admin/rollouts/{}", rollout.id)))
+        .json(rollout))
+}
+
+#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+async fn revoke_release(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    id: web::Path<String>,
+    body: web::Json<RevokeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .json(releases::revoke(&state, parse_id(&id)?, body.into_inner(), &admin.0.sub).await?))
+}

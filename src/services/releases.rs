@@ -1,0 +1,362 @@
+//! Release management: list, read, edit, delete drafts, publish to a channel, revoke.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::entities::{firmware, rollout};
+use crate::db::firmware::{ListFilter, Release};
+use crate::db::{self, rollout_events};
+use crate::domain::rollout::{RolloutState, StageInput, Stages};
+use crate::domain::{Channel, FirmwareState, Version};
+use crate::error::ApiError;
+use crate::services::rollouts::{self, RolloutView};
+use crate::state::AppState;
+
+/// A release as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseView {
+    pub id: Uuid,
+    pub version: String,
+    pub hardware: Vec<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub state: String,
+    /// The channels it is offered on (one rollout each).
+    pub channels: Vec<String>,
+    pub release_notes: String,
+    pub min_from_version: Option<String>,
+    pub mandatory: bool,
+    pub release_signature: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+}
+
+impl ReleaseView {
+    pub fn new(release: Release, channels: Vec<String>) -> Self {
+        let Release { row, hardware } = release;
+        Self {
+            id: row.id,
+            version: row.version,
+            hardware,
+            size: row.size,
+            sha256: row.sha256,
+            state: row.state,
+            channels,
+            release_notes: row.release_notes,
+            min_from_version: row.min_from_version,
+            mandatory: row.mandatory,
+            release_signature: row.release_signature,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            published_at: row.published_at,
+            revoked_at: row.revoked_at,
+            revoked_by: row.revoked_by,
+            revoke_reason: row.revoke_reason,
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u64,
+    pub per_page: u64,
+    pub total: u64,
+}
+
+pub fn not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("firmware {id} not found"))
+}
+
+async fn load(state: &AppState, id: Uuid) -> Result<Release, ApiError> {
+    db::firmware::find(&state.db, id)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// One release with its channels.
+pub async fn view(state: &AppState, id: Uuid) -> Result<ReleaseView, ApiError> {
+    let release = load(state, id).await?;
+    let channels = db::firmware::channels(&state.db, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    Ok(ReleaseView::new(release, channels))
+}
+
+pub async fn list(
+    state: &AppState,
+    filter: &ListFilter,
+    page: u64,
+    per_page: u64,
+) -> Result<Page<ReleaseView>, ApiError> {
+    let (releases, total) = db::firmware::list(&state.db, filter, page, per_page).await?;
+    let ids: Vec<Uuid> = releases.iter().map(|r| r.row.id).collect();
+    let mut channels = db::firmware::channels(&state.db, &ids).await?;
+    let items = releases
+        .into_iter()
+        .map(|r| {
+            let c = channels.remove(&r.row.id).unwrap_or_default();
+            ReleaseView::new(r, c)
+        })
+        .collect();
+    Ok(Page {
+        items,
+        page,
+        per_page,
+        total,
+    })
+}
+
+/// `PATCH /v1/admin/firmware/{id}`: the fields an admin may change after upload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasePatch {
+    pub release_notes: Option<String>,
+    pub mandatory: Option<bool>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "some_or_null")]
+    pub min_from_version: Option<Option<Version>>,
+}
+
+fn some_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<Version>>, D::Error> {
+    Option::<Version>::deserialize(d).map(Some)
+}
+
+pub const MAX_RELEASE_NOTES: usize = 64 * 1024;
+
+pub async fn patch(
+    state: &AppState,
+    id: Uuid,
+    patch: ReleasePatch,
+) -> Result<ReleaseView, ApiError> {
+    if patch
+        .release_notes
+        .as_ref()
+        .is_some_and(|n| n.len() > MAX_RELEASE_NOTES)
+    {
+        return Err(ApiError::field(
+            "release_notes",
+            format!("must be at most {MAX_RELEASE_NOTES} bytes"),
+        ));
+    }
+    let txn = state.db.begin().await?;
+    let release = db::firmware::find(&txn, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if release.row.state == FirmwareState::Revoked.as_str() {
+        return Err(ApiError::Conflict(format!(
+            "firmware {id} is revoked and can no longer change"
+        )));
+    }
+    let version = Version::parse(&release.row.version).map_err(ApiError::internal)?;
+    let mut row = release.row.into_active_model();
+    if let Some(notes) = patch.release_notes {
+        row.release_notes = Set(notes);
+    }
+    if let Some(mandatory) = patch.mandatory {
+        row.mandatory = Set(mandatory);
+    }
+    if let Some(min_from) = patch.min_from_version {
+        if min_from.as_ref().is_some_and(|m| *m >= version) {
+            return Err(ApiError::field(
+                "min_from_version",
+                format!("must be below the release's version {version}"),
+            ));
+        }
+        row.min_from_version = Set(min_from.map(|m| m.to_string()));
+    }
+    row.updated_at = Set(Utc::now());
+    row.update(&txn).await?;
+    txn.commit().await?;
+    state.catalog_changed();
+    view(state, id).await
+}
+
+/// Deletes a draft. Its image is left to the sweep, which removes images no release references
+/// (deleting it here could race an upload of the same bytes).
+pub async fn delete_draft(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let txn = state.db.begin().await?;
+    let release = db::firmware::find(&txn, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if release.row.state != FirmwareState::Draft.as_str() {
+        return Err(ApiError::Conflict(format!(
+            "firmware {id} is {}: only drafts can be deleted; revoke it instead",
+            release.row.state
+        )));
+    }
+    firmware::Entity::delete_by_id(id).exec(&txn).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// `POST /v1/admin/firmware/{id}/publish`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub channel: String,
+    pub stages: Option<Vec<StageInput>>,
+    pub max_failure_rate: Option<f64>,
+    pub min_reports: Option<u64>,
+}
+
+pub async fn publish(
+    state: &AppState,
+    id: Uuid,
+    request: PublishRequest,
+    actor: &str,
+) -> Result<RolloutView, ApiError> {
+    let channel = Channel::parse(&request.channel).map_err(|e| ApiError::field("channel", e))?;
+    if !state
+        .settings
+        .firmware
+        .channels
+        .iter()
+        .any(|c| c == channel.as_str())
+    {
+        return Err(ApiError::field(
+            "channel",
+            format!(
+                "{channel:?} is not a configured channel ({})",
+                state.settings.firmware.channels.join(", ")
+            ),
+        ));
+    }
+    let stages = match &request.stages {
+        Some(input) => Stages::parse(input).map_err(|e| ApiError::field("stages", e))?,
+        None => Stages::immediate(),
+    };
+    let max_failure_rate = request
+        .max_failure_rate
+        .unwrap_or(state.settings.rollout.max_failure_rate);
+    if !(0.0..=1.0).contains(&max_failure_rate) {
+        return Err(ApiError::field(
+            "max_failure_rate",
+            "must be between 0 and 1",
+        ));
+    }
+    let min_reports = request
+        .min_reports
+        .unwrap_or(state.settings.rollout.min_reports);
+    let min_reports =
+        i64::try_from(min_reports).map_err(|_| ApiError::field("min_reports", "is too large"))?;
+
+    let txn = state.db.begin().await?;
+    let release = db::firmware::find(&txn, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if release.row.state == FirmwareState::Revoked.as_str() {
+        return Err(ApiError::Conflict(format!(
+            "firmware {id} is revoked and cannot be published"
+        )));
+    }
+    if let Some(existing) = rollouts::on_channel(&txn, id, channel.as_str()).await? {
+        return Err(ApiError::Conflict(format!(
+            "firmware {id} already has rollout {} on channel {channel} ({})",
+            existing.id, existing.state
+        )));
+    }
+    let now = Utc::now();
+    if release.row.state == FirmwareState::Draft.as_str() {
+        let mut row = release.row.clone().into_active_model();
+        row.state = Set(FirmwareState::Published.as_str().to_owned());
+        row.published_at = Set(Some(now));
+        row.updated_at = Set(now);
+        row.update(&txn).await?;
+    }
+    let rollout = rollout::Model {
+        id: Uuid::new_v4(),
+        firmware_id: id,
+        channel: channel.to_string(),
+        salt: hex::encode(rand::random::<[u8; 16]>()),
+        stages: stages.to_json(),
+        current_stage: 0,
+        state: RolloutState::Active.as_str().to_owned(),
+        max_failure_rate,
+        min_reports,
+        created_by: actor.to_owned(),
+        stage_started_at: now,
+        created_at: now,
+        updated_at: now,
+    };
+    rollout::ActiveModel::from(rollout.clone())
+        .insert(&txn)
+        .await?;
+    let detail = serde_json::json!({
+        "firmware_id": id.to_string(),
+        "version": release.row.version,
+        "channel": channel.as_str(),
+        "stages_basis_points": stages.as_slice().iter().map(|s| serde_json::json!([s.basis_points, s.min_duration_s])).collect::<Vec<_>>(),
+        "max_failure_rate_ppm": (max_failure_rate * 1e6).round() as i64,
+        "min_reports": min_reports,
+    });
+    rollout_events::append(&txn, rollout.id, actor, "created", detail, now).await?;
+    txn.commit().await?;
+    state.catalog_changed();
+    rollouts::view(state, rollout.id).await
+}
+
+/// `POST /v1/admin/firmware/{id}/revoke`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub reason: String,
+}
+
+/// Revokes a release: it is never offered again and its live rollouts abort.
+pub async fn revoke(
+    state: &AppState,
+    id: Uuid,
+    request: RevokeRequest,
+    actor: &str,
+) -> Result<ReleaseView, ApiError> {
+    let reason = request.reason.trim();
+    if reason.is_empty() || reason.len() > 1000 {
+        return Err(ApiError::field("reason", "must be 1 to 1000 characters"));
+    }
+    let txn = state.db.begin().await?;
+    let release = db::firmware::find(&txn, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if release.row.state == FirmwareState::Revoked.as_str() {
+        return Err(ApiError::Conflict(format!(
+            "firmware {id} is already revoked"
+        )));
+    }
+    let now = Utc::now();
+    let mut row = release.row.into_active_model();
+    row.state = Set(FirmwareState::Revoked.as_str().to_owned());
+    row.revoked_at = Set(Some(now));
+    row.revoked_by = Set(Some(actor.to_owned()));
+    row.revoke_reason = Set(Some(reason.to_owned()));
+    row.updated_at = Set(now);
+    row.update(&txn).await?;
+    for live in rollouts::live_for_firmware(&txn, id).await? {
+        let detail = serde_json::json!({"reason": format!("release revoked: {reason}")});
+        rollouts::transition(
+            &txn,
+            live,
+            RolloutState::Aborted,
+            actor,
+            "aborted",
+            detail,
+            now,
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    state.catalog_changed();
+    view(state, id).await
+}

@@ -1,0 +1,210 @@
+//! Building and running the application: the one place that mounts routes and middleware.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, Error, HttpMessage, HttpResponse, HttpServer, web};
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Settings;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes;
+use crate::state::AppState;
+use crate::telemetry::{RequestId, RequestSpan};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Builds the state and binds the listener (port 0 picks a free one; see [`Self::port`]).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let address = (settings.server.host.clone(), settings.server.port);
+        let workers = settings.server.workers;
+        let state = web::Data::new(AppState::build(settings).await?);
+        let listener = TcpListener::bind(&address).map_err(|e| {
+            anyhow::anyhow!(
+                "`server.host`/`server.port`: cannot listen on {}:{}: {e}",
+                address.0,
+                address.1
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(|cfg| mount(cfg, &app_state.settings))
+                .default_service(web::to(not_found))
+                .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap(from_fn(request_context))
+        })
+        .listen(listener)?;
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        spawn_background_tasks(state.clone());
+        Ok(Self {
+            port,
+            server: server.run(),
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Mounts every route and the extractor configuration that turns bad input into `ApiError`s.
+fn mount(cfg: &mut web::ServiceConfig, settings: &Settings) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(settings.server.max_json_bytes)
+            .error_handler(|err, _| json_error(err).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::bad_request(format!("query: {err}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::bad_request(format!("path: {err}")).into()),
+    )
+    .configure(routes::health::mount)
+    .configure(routes::admin_firmware::mount)
+    .configure(routes::admin_hardware::mount)
+    .configure(routes::admin_rollouts::mount);
+}
+
+fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::OverflowKnownLength { limit, .. } | E::Overflow { limit } => {
+            ApiError::PayloadTooLarge(format!("body: larger than the limit of {limit} bytes"))
+        }
+        E::ContentType => {
+            ApiError::UnsupportedMediaType("body: Content-Type must be application/json".into())
+        }
+        E::Deserialize(e) => ApiError::bad_request(format!("body: {e}")),
+        other => ApiError::bad_request(format!("body: {other}")),
+    }
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "Cannot {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Marks a response whose body must reach the client untouched even if it is an error
+/// (the proxy's upstream answers).
+#[derive(Debug, Clone, Copy)]
+pub struct PassThrough;
+
+/// Outermost middleware: assigns the request id, puts every error into the NOWATCH shape (with
+/// the path and a timestamp), keeps 5xx details out of bodies and in the log, and stamps
+/// `x-request-id` on every response.
+async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let request_id = RequestId::from_header(
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    req.extensions_mut().insert(request_id.clone());
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    // Handler and extractor errors arrive as responses carrying the error; an `Err` here could
+    // only come from inner middleware, and actix renders it itself.
+    let mut response = next.call(req).await?.map_into_boxed_body();
+    let status = response.status();
+    let pass_through = response
+        .response()
+        .extensions()
+        .get::<PassThrough>()
+        .is_some();
+    if status.as_u16() >= 400 && !pass_through {
+        let api_error = response
+            .response()
+            .error()
+            .and_then(|e| e.as_error::<ApiError>());
+        let messages = match (api_error, response.response().error()) {
+            (Some(api), _) => api.messages(),
+            _ if status.is_server_error() => vec!["Internal server error".into()],
+            (None, Some(other)) => vec![other.to_string()],
+            (None, None) => vec![default_message(status, &method, &path)],
+        };
+        if status.is_server_error() {
+            let detail = response
+                .response()
+                .error()
+                .map(|e| format!("{e:?}"))
+                .unwrap_or_default();
+            tracing::error!(request_id = %request_id.0, %status, error = %detail, "request failed");
+        }
+        let body = ErrorBody::new(status, messages, &path);
+        let mut rebuilt = HttpResponse::build(status);
+        for (name, value) in response.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                rebuilt.append_header((name.clone(), value.clone()));
+            }
+        }
+        let rebuilt = rebuilt.json(body);
+        response = response.into_response(rebuilt);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(response)
+}
+
+fn default_message(status: StatusCode, method: &actix_web::http::Method, path: &str) -> String {
+    match status {
+        StatusCode::NOT_FOUND => format!("Cannot {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("Method {method} is not allowed on {path}"),
+        _ => status.canonical_reason().unwrap_or("Error").to_owned(),
+    }
+}
+
+/// Periodic maintenance: the storage sweep.
+fn spawn_background_tasks(state: web::Data<AppState>) {
+    let every = Duration::from_secs(state.settings.storage.sweep_interval_s.max(1));
+    let ttl = Duration::from_secs(state.settings.storage.staging_ttl_s);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            match crate::services::sweep::run(&state, ttl).await {
+                Ok(report) if report == Default::default() => {}
+                Ok(report) => tracing::info!(
+                    staging = report.staging,
+                    orphans = report.orphans,
+                    "swept storage"
+                ),
+                Err(e) => tracing::warn!(error = %e, "storage sweep failed"),
+            }
+        }
+    });
+}

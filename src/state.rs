@@ -1,0 +1,49 @@
+//! `AppState`: everything a handler needs, built once at start-up and shared by every worker.
+
+use sea_orm::DatabaseConnection;
+
+use crate::auth::JwtVerifier;
+use crate::config::Settings;
+use crate::signing::{ManifestSigner, ReleaseKeys};
+use crate::storage::BlobStore;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub db: DatabaseConnection,
+    pub store: BlobStore,
+    pub signer: ManifestSigner,
+    pub release_keys: ReleaseKeys,
+    pub jwt: JwtVerifier,
+}
+
+impl AppState {
+    /// Connects to the database (migrating it unless disabled), opens the store and loads keys.
+    /// Every failure names the configuration key behind it.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let jwt = JwtVerifier::from_settings(&settings.auth)?;
+        let signer = ManifestSigner::from_settings(&settings.signing, settings.production)?;
+        let release_keys = ReleaseKeys::load_dir(&settings.signing.release_keys_dir)?;
+        if settings.signing.require_release_signature && release_keys.is_empty() {
+            anyhow::bail!(
+                "`signing.require_release_signature`: no release keys in {}",
+                settings.signing.release_keys_dir.display()
+            );
+        }
+        let db = crate::db::connect(&settings.database).await?;
+        if settings.database.run_migrations {
+            crate::db::migrate(&db).await?;
+        }
+        let store = BlobStore::from_settings(&settings.storage).await?;
+        Ok(Self {
+            settings,
+            db,
+            store,
+            signer,
+            release_keys,
+            jwt,
+        })
+    }
+
+    /// Called after every committed change to releases, rollouts or floors.
+    pub fn catalog_changed(&self) {}
+}

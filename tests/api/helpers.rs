@@ -1,0 +1,314 @@
+//! Test harness: `spawn_app()` builds the real application on port 0 with a fresh database
+//! (SQLite in a temp dir, or a fresh PostgreSQL database when `TEST_DATABASE_URL` is set) and a
+//! fresh blob store (a temp dir, or a fresh bucket on a real S3-compatible server when
+//! `TEST_STORAGE=s3`), plus helpers to mint tokens.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use nowatch_ota::config::{DEV_HS_SECRET, Settings};
+use nowatch_ota::startup::Application;
+use nowatch_ota::state::AppState;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: actix_web::web::Data<AppState>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    pub fn admin_token(&self) -> String {
+        token(json!({"sub": "release-bot", "isAdmin": true}))
+    }
+
+    pub fn user_token(&self) -> String {
+        token(json!({"sub": "uid_user"}))
+    }
+}
+
+/// The application on the embedded defaults plus whatever the test environment selects.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Like [`spawn_app`], with extra `NOWATCH_OTA__...` settings as `(key, value)` pairs.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&dir).await;
+    for (k, v) in overrides {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let settings = Settings::load_from(env).unwrap();
+    let app = Application::build(settings).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        state,
+        dir,
+    }
+}
+
+/// Settings for a fresh, isolated instance, as environment variables.
+pub async fn base_env(dir: &tempfile::TempDir) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    let root = dir.path();
+    env.insert("NOWATCH_OTA__SERVER__PORT".into(), "0".into());
+    env.insert("NOWATCH_OTA__SERVER__WORKERS".into(), "2".into());
+    env.insert("NOWATCH_OTA__LOG__LEVEL".into(), "warn".into());
+    env.insert(
+        "NOWATCH_OTA__STORAGE__FS__ROOT".into(),
+        root.join("blobs").display().to_string(),
+    );
+    env.insert(
+        "NOWATCH_OTA__SIGNING__RELEASE_KEYS_DIR".into(),
+        root.join("release-keys").display().to_string(),
+    );
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => fresh_postgres_database(&admin_url).await,
+        _ => format!("sqlite://{}/test.db", root.display()),
+    };
+    env.insert("NOWATCH_OTA__DATABASE__URL".into(), url);
+    if std::env::var("TEST_STORAGE").as_deref() == Ok("s3") {
+        env.extend(s3_env(&fresh_bucket().await));
+    }
+    env
+}
+
+/// Creates an empty database next to `admin_url`'s and returns its URL.
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    let name = format!("nwota_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(admin_url).await.unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// A real S3-compatible server (s3s-fs), started once per test binary on a free port.
+pub struct S3Server {
+    pub endpoint: String,
+    _child: Child,
+    _dir: tempfile::TempDir,
+}
+
+pub const S3_ACCESS_KEY: &str = "nwota-test-ak";
+pub const S3_SECRET_KEY: &str = "nwota-test-sk";
+
+pub fn s3_server() -> &'static S3Server {
+    static SERVER: OnceLock<S3Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs is not installed: run ./tests/run, which installs it (cargo install s3s-fs@0.14.1 --locked --features binary)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        S3Server { endpoint: format!("http://127.0.0.1:{port}"), _child: child, _dir: dir }
+    })
+}
+
+/// Creates a new bucket on the test S3 server and returns its name.
+pub async fn fresh_bucket() -> String {
+    let bucket = format!("nwota-{}", uuid::Uuid::new_v4().simple());
+    let server = s3_server();
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&server.endpoint)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            S3_ACCESS_KEY,
+            S3_SECRET_KEY,
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    bucket
+}
+
+/// Settings that point the service at `bucket` on the test S3 server.
+pub fn s3_env(bucket: &str) -> HashMap<String, String> {
+    let server = s3_server();
+    HashMap::from([
+        ("NOWATCH_OTA__STORAGE__BACKEND".into(), "s3".into()),
+        ("NOWATCH_OTA__STORAGE__S3__BUCKET".into(), bucket.into()),
+        (
+            "NOWATCH_OTA__STORAGE__S3__ENDPOINT".into(),
+            server.endpoint.clone(),
+        ),
+        ("NOWATCH_OTA__STORAGE__S3__PATH_STYLE".into(), "true".into()),
+        (
+            "NOWATCH_OTA__STORAGE__S3__ACCESS_KEY_ID".into(),
+            S3_ACCESS_KEY.into(),
+        ),
+        (
+            "NOWATCH_OTA__STORAGE__S3__SECRET_ACCESS_KEY".into(),
+            S3_SECRET_KEY.into(),
+        ),
+    ])
+}
+
+/// An HS256 token over `claims` with the dev secret; `exp` defaults to an hour from now.
+pub fn token(mut claims: Value) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    if claims.get("exp").is_none() {
+        claims["exp"] = json!(now + 3600);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(DEV_HS_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Asserts the NOWATCH error shape and returns the body.
+pub async fn assert_error_shape(response: reqwest::Response, status: u16, path: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["statusCode"], status);
+    assert_eq!(body["path"], path);
+    assert!(
+        body["message"].is_array() && !body["message"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    assert!(body["error"].is_string());
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    body
+}
+
+/// Uploads `bytes` as a release with the given metadata JSON, as an admin.
+pub async fn upload(app: &TestApp, metadata: &Value, bytes: Vec<u8>) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "metadata",
+            reqwest::multipart::Part::text(metadata.to_string()),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("firmware.bin"),
+        );
+    app.post("/v1/admin/firmware")
+        .bearer_auth(app.admin_token())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Uploads and returns the created release's JSON, asserting 201.
+pub async fn upload_ok(app: &TestApp, version: &str, hardware: &[&str], bytes: Vec<u8>) -> Value {
+    let response = upload(
+        app,
+        &json!({"version": version, "hardware": hardware}),
+        bytes,
+    )
+    .await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    response.json().await.unwrap()
+}
+
+/// Publishes a release on a channel and returns the rollout JSON, asserting 201.
+pub async fn publish(app: &TestApp, id: &str, body: Value) -> Value {
+    let response = app
+        .post(&format!("/v1/admin/firmware/{id}/publish"))
+        .bearer_auth(app.admin_token())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    response.json().await.unwrap()
+}
+
+/// Deterministic pseudo-random bytes, different per seed.
+pub fn image_bytes(seed: u8, len: usize) -> Vec<u8> {
+    let mut state = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The number of release rows.
+pub async fn firmware_rows(app: &TestApp) -> u64 {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    nowatch_ota::db::entities::firmware::Entity::find()
+        .count(&app.state.db)
+        .await
+        .unwrap()
+}
+
+/// Object keys under a prefix of the app's store.
+pub async fn stored_keys(app: &TestApp, prefix: &str) -> Vec<String> {
+    app.state
+        .store
+        .list(prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+/// Collects a blob stream.
+pub async fn read_all(mut stream: nowatch_ota::storage::BlobStream) -> Vec<u8> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    out
+}

@@ -1,0 +1,13 @@
+//! The one integration-test binary: every test builds the real application (`helpers::spawn_app`)
+//! and talks to it over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod admin;
+mod auth;
+mod config;
+mod errors;
+mod health;
+mod storage;
+mod upload;
