@@ -192,6 +192,38 @@ async fn get_patch_and_delete_a_draft() {
 }
 
 #[tokio::test]
+async fn the_sweep_removes_images_of_deleted_drafts_but_keeps_images_in_use() {
+    let app = spawn_app().await;
+    let kept = upload_ok(&app, "1.0.0", &["nw-s1"], image_bytes(1, 1000)).await;
+    let gone = upload_ok(&app, "1.1.0", &["nw-s1"], image_bytes(2, 1000)).await;
+    let path = format!("/v1/admin/firmware/{}", gone["id"].as_str().unwrap());
+    assert_eq!(
+        app.client
+            .delete(app.url(&path))
+            .bearer_auth(app.admin_token())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        crate::helpers::stored_keys(&app, "firmware/").await.len(),
+        2,
+        "the image waits for the sweep"
+    );
+
+    let report = nowatch_ota::services::sweep::run(&app.state, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.orphans, 1);
+    assert_eq!(
+        crate::helpers::stored_keys(&app, "firmware/").await,
+        [format!("firmware/{}", kept["sha256"].as_str().unwrap())]
+    );
+}
+
+#[tokio::test]
 async fn publishing_creates_a_rollout_with_a_valid_event_chain_and_published_releases_cannot_be_deleted()
  {
     let app = spawn_app().await;

@@ -9,5 +9,6 @@ mod auth;
 mod config;
 mod errors;
 mod health;
+mod signing;
 mod storage;
 mod upload;
