@@ -12,11 +12,7 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &[
-    "signing.retired_public_keys",
-    "firmware.channels",
-    "proxy.prefixes",
-];
+const LIST_KEYS: &[&str] = &["signing.retired_public_keys", "firmware.channels", "proxy.prefixes"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +122,7 @@ pub struct FirmwareSettings {
     pub max_upload_bytes: u64,
     pub download_mode: DownloadMode,
     pub poll_after_s: u64,
+    pub catalog_refresh_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,10 +164,8 @@ impl Settings {
     /// Loads from the given environment, so tests can build settings without touching the
     /// process's own.
     pub fn load_from(env: HashMap<String, String>) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder().add_source(config::File::from_str(
-            DEFAULT_TOML,
-            config::FileFormat::Toml,
-        ));
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
         if let Some(path) = env.get("NOWATCH_OTA_CONFIG").filter(|p| !p.is_empty()) {
             if !std::path::Path::new(path).is_file() {
                 return Err(ConfigError(format!(
@@ -189,17 +184,13 @@ impl Settings {
         }
         builder = builder.add_source(environment.source(Some(env.clone().into_iter().collect())));
         if let Some(url) = env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
-            builder = builder
-                .set_override("database.url", url.as_str())
-                .map_err(|e| ConfigError(e.to_string()))?;
+            builder =
+                builder.set_override("database.url", url.as_str()).map_err(|e| ConfigError(e.to_string()))?;
         }
-        let mut settings: Settings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError(e.to_string()))?;
-        settings.production = env
-            .get("NOWATCH_OTA_ENV")
-            .is_some_and(|v| v.eq_ignore_ascii_case("production"));
+        let mut settings: Settings =
+            builder.build().and_then(|c| c.try_deserialize()).map_err(|e| ConfigError(e.to_string()))?;
+        settings.production =
+            env.get("NOWATCH_OTA_ENV").is_some_and(|v| v.eq_ignore_ascii_case("production"));
         settings.validate()?;
         Ok(settings)
     }
@@ -208,39 +199,22 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
         let db = &self.database.url;
-        if !(db.starts_with("sqlite:")
-            || db.starts_with("postgres://")
-            || db.starts_with("postgresql://"))
-        {
-            return fail(
-                "database.url",
-                "must start with sqlite:, postgres:// or postgresql://",
-            );
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return fail("database.url", "must start with sqlite:, postgres:// or postgresql://");
         }
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1");
         }
         if self.storage.backend == StorageBackend::S3 {
             if self.storage.s3.bucket.is_empty() {
-                return fail(
-                    "storage.s3.bucket",
-                    "required when storage.backend = \"s3\"",
-                );
+                return fail("storage.s3.bucket", "required when storage.backend = \"s3\"");
             }
-            if self.storage.s3.access_key_id.is_empty()
-                != self.storage.s3.secret_access_key.is_empty()
-            {
-                return fail(
-                    "storage.s3.secret_access_key",
-                    "set both static credentials or neither",
-                );
+            if self.storage.s3.access_key_id.is_empty() != self.storage.s3.secret_access_key.is_empty() {
+                return fail("storage.s3.secret_access_key", "set both static credentials or neither");
             }
         }
         if !(5 << 20..=5 << 30).contains(&self.storage.s3.part_size_bytes) {
-            return fail(
-                "storage.s3.part_size_bytes",
-                "must be between 5 MiB and 5 GiB",
-            );
+            return fail("storage.s3.part_size_bytes", "must be between 5 MiB and 5 GiB");
         }
         if self.storage.s3.presign_ttl_s == 0 || self.storage.s3.presign_ttl_s > 7 * 86400 {
             return fail("storage.s3.presign_ttl_s", "must be between 1 s and 7 days");
@@ -266,10 +240,7 @@ impl Settings {
         }
         for (i, channel) in self.firmware.channels.iter().enumerate() {
             if crate::domain::Channel::parse(channel).is_err() {
-                return fail(
-                    "firmware.channels",
-                    &format!("{channel:?} is not a valid channel name"),
-                );
+                return fail("firmware.channels", &format!("{channel:?} is not a valid channel name"));
             }
             if self.firmware.channels[..i].contains(channel) {
                 return fail("firmware.channels", &format!("{channel:?} is listed twice"));
@@ -278,16 +249,15 @@ impl Settings {
         if self.firmware.max_upload_bytes == 0 {
             return fail("firmware.max_upload_bytes", "must be above 0");
         }
-        if self.firmware.download_mode == DownloadMode::Redirect
-            && self.storage.backend != StorageBackend::S3
+        if self.firmware.download_mode == DownloadMode::Redirect && self.storage.backend != StorageBackend::S3
         {
-            return fail(
-                "firmware.download_mode",
-                "\"redirect\" needs storage.backend = \"s3\"",
-            );
+            return fail("firmware.download_mode", "\"redirect\" needs storage.backend = \"s3\"");
         }
         if !(0.0..=1.0).contains(&self.rollout.max_failure_rate) {
             return fail("rollout.max_failure_rate", "must be between 0 and 1");
+        }
+        if self.firmware.catalog_refresh_s == 0 {
+            return fail("firmware.catalog_refresh_s", "must be at least 1");
         }
         if self.rollout.tick_interval_s == 0 {
             return fail("rollout.tick_interval_s", "must be at least 1");
@@ -309,10 +279,7 @@ impl Settings {
                 );
             }
             if hs && self.auth.hs_secret == DEV_HS_SECRET {
-                return fail(
-                    "auth.hs_secret",
-                    "NOWATCH_OTA_ENV=production refuses the dev JWT secret",
-                );
+                return fail("auth.hs_secret", "NOWATCH_OTA_ENV=production refuses the dev JWT secret");
             }
         }
         Ok(())

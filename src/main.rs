@@ -90,11 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keygen { out } => {
-            anyhow::ensure!(
-                !out.exists(),
-                "{} exists; refusing to overwrite a key",
-                out.display()
-            );
+            anyhow::ensure!(!out.exists(), "{} exists; refusing to overwrite a key", out.display());
             std::fs::write(&out, nowatch_ota::signing::generate_pem()?)?;
             println!("wrote {}", out.display());
             Ok(())
@@ -103,17 +99,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", runtime.block_on(offline::sign_image(&key, &image))?);
             Ok(())
         }
-        Command::Verify {
-            manifest,
-            image,
-            public_keys,
-            hardware,
-            current_version,
-        } => {
-            let keys = public_keys
-                .iter()
-                .map(|k| offline::parse_public_key(k))
-                .collect::<Result<Vec<_>, _>>()?;
+        Command::Verify { manifest, image, public_keys, hardware, current_version } => {
+            let keys =
+                public_keys.iter().map(|k| offline::parse_public_key(k)).collect::<Result<Vec<_>, _>>()?;
             let device = DeviceView {
                 hardware: hardware
                     .map(|h| HardwareId::parse(&h))
@@ -124,8 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("--current-version: {e}"))?,
             };
-            let body =
-                runtime.block_on(offline::verify_files(&manifest, &image, &keys, &device))?;
+            let body = runtime.block_on(offline::verify_files(&manifest, &image, &keys, &device))?;
             println!(
                 "OK: {} {} for {}, {} bytes, sha256 {}",
                 body.firmware_id,
@@ -138,10 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DevToken { admin, sub, ttl } => {
             let settings = Settings::load()?;
-            println!(
-                "{}",
-                nowatch_ota::auth::mint_dev_token(&settings.auth, &sub, admin, ttl)?
-            );
+            println!("{}", nowatch_ota::auth::mint_dev_token(&settings.auth, &sub, admin, ttl)?);
             Ok(())
         }
     }

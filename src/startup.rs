@@ -30,11 +30,7 @@ impl Application {
         let workers = settings.server.workers;
         let state = web::Data::new(AppState::build(settings).await?);
         let listener = TcpListener::bind(&address).map_err(|e| {
-            anyhow::anyhow!(
-                "`server.host`/`server.port`: cannot listen on {}:{}: {e}",
-                address.0,
-                address.1
-            )
+            anyhow::anyhow!("`server.host`/`server.port`: cannot listen on {}:{}: {e}", address.0, address.1)
         })?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
@@ -51,11 +47,7 @@ impl Application {
             server = server.workers(workers);
         }
         spawn_background_tasks(state.clone());
-        Ok(Self {
-            port,
-            server: server.run(),
-            state,
-        })
+        Ok(Self { port, server: server.run(), state })
     }
 
     pub fn port(&self) -> u16 {
@@ -89,7 +81,8 @@ fn mount(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .configure(routes::health::mount)
     .configure(routes::admin_firmware::mount)
     .configure(routes::admin_hardware::mount)
-    .configure(routes::admin_rollouts::mount);
+    .configure(routes::admin_rollouts::mount)
+    .configure(routes::firmware::mount);
 }
 
 fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
@@ -107,11 +100,7 @@ fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "Cannot {} {}",
-        req.method(),
-        req.path()
-    )))
+    Err(ApiError::NotFound(format!("Cannot {} {}", req.method(), req.path())))
 }
 
 /// Marks a response whose body must reach the client untouched even if it is an error
@@ -126,11 +115,7 @@ async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let request_id = RequestId::from_header(
-        req.headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-    );
+    let request_id = RequestId::from_header(req.headers().get("x-request-id").and_then(|v| v.to_str().ok()));
     req.extensions_mut().insert(request_id.clone());
     let method = req.method().clone();
     let path = req.path().to_owned();
@@ -138,16 +123,9 @@ async fn request_context(
     // only come from inner middleware, and actix renders it itself.
     let mut response = next.call(req).await?.map_into_boxed_body();
     let status = response.status();
-    let pass_through = response
-        .response()
-        .extensions()
-        .get::<PassThrough>()
-        .is_some();
+    let pass_through = response.response().extensions().get::<PassThrough>().is_some();
     if status.as_u16() >= 400 && !pass_through {
-        let api_error = response
-            .response()
-            .error()
-            .and_then(|e| e.as_error::<ApiError>());
+        let api_error = response.response().error().and_then(|e| e.as_error::<ApiError>());
         let messages = match (api_error, response.response().error()) {
             (Some(api), _) => api.messages(),
             _ if status.is_server_error() => vec!["Internal server error".into()],
@@ -155,11 +133,7 @@ async fn request_context(
             (None, None) => vec![default_message(status, &method, &path)],
         };
         if status.is_server_error() {
-            let detail = response
-                .response()
-                .error()
-                .map(|e| format!("{e:?}"))
-                .unwrap_or_default();
+            let detail = response.response().error().map(|e| format!("{e:?}")).unwrap_or_default();
             tracing::error!(request_id = %request_id.0, %status, error = %detail, "request failed");
         }
         let body = ErrorBody::new(status, messages, &path);
@@ -173,9 +147,7 @@ async fn request_context(
         response = response.into_response(rebuilt);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), value);
+        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
 }
@@ -188,8 +160,18 @@ fn default_message(status: StatusCode, method: &actix_web::http::Method, path: &
     }
 }
 
-/// Periodic maintenance: the storage sweep.
+/// Periodic maintenance: the storage sweep and the catalog refresh.
 fn spawn_background_tasks(state: web::Data<AppState>) {
+    let catalog_state = state.clone();
+    let every_catalog = Duration::from_secs(state.settings.firmware.catalog_refresh_s);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every_catalog);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            catalog_state.catalog_changed().await;
+        }
+    });
     let every = Duration::from_secs(state.settings.storage.sweep_interval_s.max(1));
     let ttl = Duration::from_secs(state.settings.storage.staging_ttl_s);
     tokio::spawn(async move {
@@ -198,11 +180,9 @@ fn spawn_background_tasks(state: web::Data<AppState>) {
             ticker.tick().await;
             match crate::services::sweep::run(&state, ttl).await {
                 Ok(report) if report == Default::default() => {}
-                Ok(report) => tracing::info!(
-                    staging = report.staging,
-                    orphans = report.orphans,
-                    "swept storage"
-                ),
+                Ok(report) => {
+                    tracing::info!(staging = report.staging, orphans = report.orphans, "swept storage")
+                }
                 Err(e) => tracing::warn!(error = %e, "storage sweep failed"),
             }
         }

@@ -4,6 +4,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::JwtVerifier;
 use crate::config::Settings;
+use crate::services::catalog::Catalog;
 use crate::signing::{ManifestSigner, ReleaseKeys};
 use crate::storage::BlobStore;
 
@@ -14,6 +15,8 @@ pub struct AppState {
     pub signer: ManifestSigner,
     pub release_keys: ReleaseKeys,
     pub jwt: JwtVerifier,
+    /// What update checks answer from, without the database.
+    pub catalog: Catalog,
 }
 
 impl AppState {
@@ -34,16 +37,16 @@ impl AppState {
             crate::db::migrate(&db).await?;
         }
         let store = BlobStore::from_settings(&settings.storage).await?;
-        Ok(Self {
-            settings,
-            db,
-            store,
-            signer,
-            release_keys,
-            jwt,
-        })
+        let state = Self { settings, db, store, signer, release_keys, jwt, catalog: Catalog::default() };
+        state.catalog.refresh(&state.db, &state.signer, &state.settings).await?;
+        Ok(state)
     }
 
-    /// Called after every committed change to releases, rollouts or floors.
-    pub fn catalog_changed(&self) {}
+    /// Called after every committed change to releases, rollouts or floors, so that this
+    /// instance's next update check sees it. A failure is logged: the periodic refresh retries.
+    pub async fn catalog_changed(&self) {
+        if let Err(e) = self.catalog.refresh(&self.db, &self.signer, &self.settings).await {
+            tracing::error!(error = %e, "catalog refresh failed");
+        }
+    }
 }

@@ -68,9 +68,7 @@ impl MigrationTrait for Migration {
                     .col(string_len(FirmwareHardware::Hardware, 64))
                     .col(string_len(FirmwareHardware::VersionKey, 128))
                     .primary_key(
-                        Index::create()
-                            .col(FirmwareHardware::FirmwareId)
-                            .col(FirmwareHardware::Hardware),
+                        Index::create().col(FirmwareHardware::FirmwareId).col(FirmwareHardware::Hardware),
                     )
                     .foreign_key(
                         ForeignKey::create()
@@ -210,11 +208,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer(DeviceReport::ReportCount))
                     .col(timestamp_with_time_zone(DeviceReport::FirstReportedAt))
                     .col(timestamp_with_time_zone(DeviceReport::UpdatedAt))
-                    .primary_key(
-                        Index::create()
-                            .col(DeviceReport::DeviceId)
-                            .col(DeviceReport::FirmwareId),
-                    )
+                    .primary_key(Index::create().col(DeviceReport::DeviceId).col(DeviceReport::FirmwareId))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_device_report_firmware")
@@ -266,9 +260,7 @@ impl MigrationTrait for Migration {
             FirmwareHardware::Table.into_iden(),
             Firmware::Table.into_iden(),
         ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

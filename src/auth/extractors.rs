@@ -45,10 +45,7 @@ fn authenticate(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
     let identity = state.jwt.verify(token)?;
-    Ok(Some(Caller {
-        sub: identity.sub,
-        is_admin: identity.is_admin,
-    }))
+    Ok(Some(Caller { sub: identity.sub, is_admin: identity.is_admin }))
 }
 
 impl FromRequest for Caller {
@@ -68,9 +65,7 @@ impl FromRequest for AdminUser {
         ready(authenticate(req).and_then(|caller| match caller {
             None => Err(AuthError::Missing.into()),
             Some(c) if c.is_admin => Ok(AdminUser(c)),
-            Some(_) => Err(ApiError::Forbidden(
-                "this route needs an admin token".into(),
-            )),
+            Some(_) => Err(ApiError::Forbidden("this route needs an admin token".into())),
         }))
     }
 }

@@ -76,18 +76,14 @@ impl JwtVerifier {
             DecodingKey::from_secret(settings.hs_secret.as_bytes())
         } else {
             let pem = std::fs::read(&settings.public_key_file).map_err(|e| {
-                anyhow::anyhow!(
-                    "`auth.public_key_file`: cannot read {}: {e}",
-                    settings.public_key_file
-                )
+                anyhow::anyhow!("`auth.public_key_file`: cannot read {}: {e}", settings.public_key_file)
             })?;
             let parsed = match alg {
                 Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
                 Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
                 _ => DecodingKey::from_rsa_pem(&pem),
             };
-            parsed
-                .map_err(|e| anyhow::anyhow!("`auth.public_key_file`: not a usable PEM key: {e}"))?
+            parsed.map_err(|e| anyhow::anyhow!("`auth.public_key_file`: not a usable PEM key: {e}"))?
         };
         let mut validation = Validation::new(alg);
         validation.leeway = settings.leeway_s;
@@ -119,17 +115,19 @@ impl JwtVerifier {
     /// Verifies a raw token and reads who it is for.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
-            .map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-            ErrorKind::InvalidAudience => AuthError::WrongAudience,
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                AuthError::WrongAlgorithm
-            }
-            _ => AuthError::Invalid,
-        })?;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                    ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                    ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        AuthError::WrongAlgorithm
+                    }
+                    _ => AuthError::Invalid,
+                }
+            })?;
         let claims = data.claims;
         let sub = match claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -141,20 +139,12 @@ impl JwtVerifier {
             .get(&self.roles_claim)
             .and_then(Value::as_array)
             .is_some_and(|roles| roles.iter().any(|r| r.as_str() == Some("admin")));
-        Ok(Identity {
-            sub,
-            is_admin: flag || role,
-        })
+        Ok(Identity { sub, is_admin: flag || role })
     }
 }
 
 /// Mints a token with the configured HS secret, for trying the API locally (`dev-token`).
-pub fn mint_dev_token(
-    settings: &AuthSettings,
-    sub: &str,
-    admin: bool,
-    ttl_s: u64,
-) -> anyhow::Result<String> {
+pub fn mint_dev_token(settings: &AuthSettings, sub: &str, admin: bool, ttl_s: u64) -> anyhow::Result<String> {
     let JwtAlgorithm(alg) = JwtAlgorithm::parse(&settings.algorithm)
         .filter(|_| settings.algorithm.starts_with("HS"))
         .ok_or_else(|| {

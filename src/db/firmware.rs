@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
 };
 use uuid::Uuid;
 
@@ -19,10 +19,7 @@ pub struct Release {
 }
 
 /// Loads the hardware ids of each row, in one query.
-async fn with_hardware(
-    db: &impl ConnectionTrait,
-    rows: Vec<firmware::Model>,
-) -> Result<Vec<Release>, DbErr> {
+async fn with_hardware(db: &impl ConnectionTrait, rows: Vec<firmware::Model>) -> Result<Vec<Release>, DbErr> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let mut by_id: HashMap<Uuid, Vec<String>> = HashMap::new();
     for link in firmware_hardware::Entity::find()
@@ -31,17 +28,11 @@ async fn with_hardware(
         .all(db)
         .await?
     {
-        by_id
-            .entry(link.firmware_id)
-            .or_default()
-            .push(link.hardware);
+        by_id.entry(link.firmware_id).or_default().push(link.hardware);
     }
     Ok(rows
         .into_iter()
-        .map(|row| Release {
-            hardware: by_id.remove(&row.id).unwrap_or_default(),
-            row,
-        })
+        .map(|row| Release { hardware: by_id.remove(&row.id).unwrap_or_default(), row })
         .collect())
 }
 
@@ -66,10 +57,7 @@ pub async fn find_version_conflicts(
         .into_iter()
         .map(|link| link.firmware_id)
         .collect();
-    let rows = firmware::Entity::find()
-        .filter(firmware::Column::Id.is_in(ids))
-        .all(db)
-        .await?;
+    let rows = firmware::Entity::find().filter(firmware::Column::Id.is_in(ids)).all(db).await?;
     with_hardware(db, rows).await
 }
 
@@ -87,16 +75,9 @@ pub async fn insert(
             version_key: Set(row.version_key.clone()),
         })
         .collect();
-    firmware::Entity::insert(firmware::ActiveModel::from(row.clone()))
-        .exec_without_returning(db)
-        .await?;
-    firmware_hardware::Entity::insert_many(links)
-        .exec_without_returning(db)
-        .await?;
-    Ok(Release {
-        row,
-        hardware: hardware.to_vec(),
-    })
+    firmware::Entity::insert(firmware::ActiveModel::from(row.clone())).exec_without_returning(db).await?;
+    firmware_hardware::Entity::insert_many(links).exec_without_returning(db).await?;
+    Ok(Release { row, hardware: hardware.to_vec() })
 }
 
 /// Filters of the admin list.
@@ -141,18 +122,11 @@ pub async fn list(
 
 /// Whether any release still references the image with this digest.
 pub async fn sha256_in_use(db: &impl ConnectionTrait, sha256: &str) -> Result<bool, DbErr> {
-    Ok(firmware::Entity::find()
-        .filter(firmware::Column::Sha256.eq(sha256))
-        .count(db)
-        .await?
-        > 0)
+    Ok(firmware::Entity::find().filter(firmware::Column::Sha256.eq(sha256)).count(db).await? > 0)
 }
 
 /// The channels each release is offered on (rollouts not aborted).
-pub async fn channels(
-    db: &impl ConnectionTrait,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<String>>, DbErr> {
+pub async fn channels(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<String>>, DbErr> {
     let mut by_id: HashMap<Uuid, Vec<String>> = HashMap::new();
     for r in rollout::Entity::find()
         .filter(rollout::Column::FirmwareId.is_in(ids.iter().copied()))

@@ -22,13 +22,9 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
     if let Some(path) = sqlite_path(&settings.url) {
-        if let Some(dir) = std::path::Path::new(path)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("`database.url`: cannot create {}: {e}", dir.display())
-            })?;
+        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("`database.url`: cannot create {}: {e}", dir.display()))?;
         }
         options.map_sqlx_sqlite_opts(|opts| {
             opts.create_if_missing(true)
@@ -38,16 +34,12 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
                 .busy_timeout(Duration::from_secs(10))
         });
     }
-    Database::connect(options)
-        .await
-        .map_err(|e| anyhow::anyhow!("`database.url`: cannot connect: {e}"))
+    Database::connect(options).await.map_err(|e| anyhow::anyhow!("`database.url`: cannot connect: {e}"))
 }
 
 /// The file path of a `sqlite://PATH[?...]` URL, unless it is in memory.
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
@@ -69,10 +61,7 @@ mod tests {
 
     #[test]
     fn sqlite_paths_are_read_from_urls() {
-        assert_eq!(
-            sqlite_path("sqlite://data/x.db?mode=rwc"),
-            Some("data/x.db")
-        );
+        assert_eq!(sqlite_path("sqlite://data/x.db?mode=rwc"), Some("data/x.db"));
         assert_eq!(sqlite_path("sqlite:///tmp/x.db"), Some("/tmp/x.db"));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://h/db"), None);

@@ -36,12 +36,7 @@ fn event_json(
 
 fn chain_hash(prev_hash: &str, event: &Value) -> Result<String, DbErr> {
     let body = canonical_json(event).map_err(|e| DbErr::Custom(format!("event detail: {e}")))?;
-    Ok(hex::encode(
-        Sha256::new()
-            .chain_update(prev_hash.as_bytes())
-            .chain_update(body)
-            .finalize(),
-    ))
+    Ok(hex::encode(Sha256::new().chain_update(prev_hash.as_bytes()).chain_update(body).finalize()))
 }
 
 /// Appends one event. Call in the transaction that changed the rollout, after updating its row,
@@ -65,10 +60,7 @@ pub async fn append(
     };
     // Stored timestamps keep milliseconds on every database, so the hash can be recomputed.
     let at = now.trunc_subsecs(3);
-    let hash = chain_hash(
-        &prev_hash,
-        &event_json(rollout_id, seq, actor, kind, &detail, at),
-    )?;
+    let hash = chain_hash(&prev_hash, &event_json(rollout_id, seq, actor, kind, &detail, at))?;
     let model = rollout_event::ActiveModel {
         rollout_id: Set(rollout_id),
         seq: Set(seq),
@@ -80,16 +72,11 @@ pub async fn append(
         created_at: Set(at),
         ..Default::default()
     };
-    rollout_event::Entity::insert(model)
-        .exec_with_returning(db)
-        .await
+    rollout_event::Entity::insert(model).exec_with_returning(db).await
 }
 
 /// The events of a rollout, in order.
-pub async fn list(
-    db: &impl ConnectionTrait,
-    rollout_id: Uuid,
-) -> Result<Vec<rollout_event::Model>, DbErr> {
+pub async fn list(db: &impl ConnectionTrait, rollout_id: Uuid) -> Result<Vec<rollout_event::Model>, DbErr> {
     rollout_event::Entity::find()
         .filter(rollout_event::Column::RolloutId.eq(rollout_id))
         .order_by_asc(rollout_event::Column::Seq)

@@ -16,9 +16,8 @@ impl Sha256Digest {
     /// Parses 64 hex characters, either case.
     pub fn parse(value: &str) -> Result<Self, ParseError> {
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(value, &mut bytes).map_err(|_| {
-            ParseError("must be 64 hexadecimal characters (a SHA-256 digest)".into())
-        })?;
+        hex::decode_to_slice(value, &mut bytes)
+            .map_err(|_| ParseError("must be 64 hexadecimal characters (a SHA-256 digest)".into()))?;
         Ok(Self(bytes))
     }
 

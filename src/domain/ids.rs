@@ -16,14 +16,10 @@ fn check_name(
         return Err(ParseError(format!("{kind} must not be empty")));
     }
     if value.len() > max_len {
-        return Err(ParseError(format!(
-            "{kind} must be at most {max_len} characters"
-        )));
+        return Err(ParseError(format!("{kind} must be at most {max_len} characters")));
     }
     if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(ParseError(format!(
-            "{kind} must start with a letter or digit"
-        )));
+        return Err(ParseError(format!("{kind} must start with a letter or digit")));
     }
     if let Some(bad) = value.chars().find(|c| !allowed(*c)) {
         return Err(ParseError(format!("{kind} must not contain {bad:?}")));
@@ -86,16 +82,7 @@ mod tests {
     #[test]
     fn hardware_ids_refuse_paths_and_control_characters() {
         assert!(HardwareId::parse("nw-s1_rev3.b").is_ok());
-        for bad in [
-            "",
-            "../etc",
-            "a/b",
-            "a b",
-            "a\u{0}",
-            "é",
-            ".hidden",
-            &"x".repeat(65),
-        ] {
+        for bad in ["", "../etc", "a/b", "a b", "a\u{0}", "é", ".hidden", &"x".repeat(65)] {
             assert!(HardwareId::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

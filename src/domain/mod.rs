@@ -3,8 +3,10 @@
 
 mod digest;
 mod ids;
+pub mod range;
 mod release;
 pub mod rollout;
+pub mod selection;
 mod version;
 
 pub use digest::Sha256Digest;

@@ -45,28 +45,16 @@ impl Stages {
         let mut stages = Vec::with_capacity(input.len());
         for (i, stage) in input.iter().enumerate() {
             if !(stage.percent > 0.0 && stage.percent <= 100.0) {
-                return Err(ParseError(format!(
-                    "stage {i}: percent must be above 0 and at most 100"
-                )));
+                return Err(ParseError(format!("stage {i}: percent must be above 0 and at most 100")));
             }
             let basis_points = (stage.percent * 100.0).round() as u32;
-            if stages
-                .last()
-                .is_some_and(|prev: &Stage| prev.basis_points >= basis_points)
-            {
-                return Err(ParseError(format!(
-                    "stage {i}: percents must be strictly increasing"
-                )));
+            if stages.last().is_some_and(|prev: &Stage| prev.basis_points >= basis_points) {
+                return Err(ParseError(format!("stage {i}: percents must be strictly increasing")));
             }
             if stage.min_duration_s > 366 * 86_400 {
-                return Err(ParseError(format!(
-                    "stage {i}: min_duration_s must be at most a year"
-                )));
+                return Err(ParseError(format!("stage {i}: min_duration_s must be at most a year")));
             }
-            stages.push(Stage {
-                basis_points,
-                min_duration_s: stage.min_duration_s,
-            });
+            stages.push(Stage { basis_points, min_duration_s: stage.min_duration_s });
         }
         if stages.last().map(|s| s.basis_points) != Some(FULL_BASIS_POINTS) {
             return Err(ParseError("the last stage must be 100 percent".into()));
@@ -76,10 +64,7 @@ impl Stages {
 
     /// Everyone at once.
     pub fn immediate() -> Self {
-        Self(vec![Stage {
-            basis_points: FULL_BASIS_POINTS,
-            min_duration_s: 0,
-        }])
+        Self(vec![Stage { basis_points: FULL_BASIS_POINTS, min_duration_s: 0 }])
     }
 
     pub fn as_slice(&self) -> &[Stage] {
@@ -106,10 +91,7 @@ impl Stages {
 
 /// `bucket = u64_be(sha256(salt ‖ device_id)[0..8]) mod 10000`: where a device falls in a rollout.
 pub fn bucket(salt: &[u8], device: &DeviceId) -> u32 {
-    let digest = Sha256::new()
-        .chain_update(salt)
-        .chain_update(device.as_str().as_bytes())
-        .finalize();
+    let digest = Sha256::new().chain_update(salt).chain_update(device.as_str().as_bytes()).finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     (u64::from_be_bytes(first) % u64::from(FULL_BASIS_POINTS)) as u32
@@ -177,13 +159,8 @@ mod tests {
     use super::*;
 
     fn stages(pairs: &[(f64, u64)]) -> Result<Stages, ParseError> {
-        let input: Vec<_> = pairs
-            .iter()
-            .map(|&(percent, min_duration_s)| StageInput {
-                percent,
-                min_duration_s,
-            })
-            .collect();
+        let input: Vec<_> =
+            pairs.iter().map(|&(percent, min_duration_s)| StageInput { percent, min_duration_s }).collect();
         Stages::parse(&input)
     }
 

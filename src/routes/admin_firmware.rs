@@ -26,9 +26,7 @@ pub fn mount(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(patch_release))
             .route(web::delete().to(delete_release)),
     )
-    .service(
-        web::resource("/v1/admin/firmware/{id}/publish").route(web::post().to(publish_release)),
-    )
+    .service(web::resource("/v1/admin/firmware/{id}/publish").route(web::post().to(publish_release)))
     .service(web::resource("/v1/admin/firmware/{id}/revoke").route(web::post().to(revoke_release)));
 }
 
@@ -41,10 +39,7 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 async fn next_part(multipart: &mut Multipart) -> Result<Option<Field>, ApiError> {
-    multipart
-        .try_next()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))
+    multipart.try_next().await.map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))
 }
 
 #[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
@@ -59,19 +54,13 @@ async fn upload_release(
                 .bytes(MAX_METADATA_BYTES)
                 .await
                 .map_err(|_| {
-                    ApiError::field(
-                        "metadata",
-                        format!("must be at most {MAX_METADATA_BYTES} bytes"),
-                    )
+                    ApiError::field("metadata", format!("must be at most {MAX_METADATA_BYTES} bytes"))
                 })?
                 .map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))?;
-            serde_json::from_slice::<UploadMetadata>(&bytes)
-                .map_err(|e| ApiError::field("metadata", e))?
+            serde_json::from_slice::<UploadMetadata>(&bytes).map_err(|e| ApiError::field("metadata", e))?
         }
         Some(field) if field.name() == Some("file") => {
-            return Err(ApiError::bad_request(
-                "file: arrived before metadata; send the metadata part first",
-            ));
+            return Err(ApiError::bad_request("file: arrived before metadata; send the metadata part first"));
         }
         Some(field) => {
             return Err(ApiError::bad_request(format!(
@@ -93,19 +82,11 @@ async fn upload_release(
         }
         None => return Err(ApiError::bad_request("file: missing part")),
     };
-    let staged = state
-        .store
-        .put_staging(file, state.settings.firmware.max_upload_bytes)
-        .await?;
+    let staged = state.store.put_staging(file, state.settings.firmware.max_upload_bytes).await?;
     if let Some(extra) = next_part(&mut multipart).await.transpose() {
         state.store.delete(&staged.key).await.ok();
-        let name = extra
-            .ok()
-            .and_then(|f| f.name().map(str::to_owned))
-            .unwrap_or_default();
-        return Err(ApiError::bad_request(format!(
-            "body: unexpected part {name:?} after file"
-        )));
+        let name = extra.ok().and_then(|f| f.name().map(str::to_owned)).unwrap_or_default();
+        return Err(ApiError::bad_request(format!("body: unexpected part {name:?} after file")));
     }
     let (outcome, release) = upload::commit(&state, metadata, staged, &admin.0.sub).await?;
     tracing::info!(firmware_id = %release.id, version = %release.version, ?outcome, "upload");
@@ -150,10 +131,7 @@ async fn list_releases(
     if !(1..=200).contains(&per_page) {
         return Err(ApiError::field("per_page", "must be between 1 and 200"));
     }
-    let filter = ListFilter {
-        hardware,
-        state: firmware_state,
-    };
+    let filter = ListFilter { hardware, state: firmware_state };
     Ok(HttpResponse::Ok().json(releases::list(&state, &filter, page, per_page).await?))
 }
 
@@ -192,8 +170,7 @@ async fn publish_release(
     id: web::Path<String>,
     body: web::Json<PublishRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let rollout =
-        releases::publish(&state, parse_id(&id)?, body.into_inner(), &admin.0.sub).await?;
+    let rollout = releases::publish(&state, parse_id(&id)?, body.into_inner(), &admin.0.sub).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/admin/rollouts/{}", rollout.id)))
         .json(rollout))

@@ -36,6 +36,5 @@ async fn put_floor(
     body: web::Json<FloorRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let hardware = parse_hardware(&hardware)?;
-    Ok(HttpResponse::Ok()
-        .json(floors::put(&state, &hardware, body.into_inner(), &admin.0.sub).await?))
+    Ok(HttpResponse::Ok().json(floors::put(&state, &hardware, body.into_inner(), &admin.0.sub).await?))
 }

@@ -24,10 +24,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     }
     if let Err(e) = state.store.check().await {
         tracing::warn!(error = %e, "readiness: blob storage unreachable");
-        problems.push(format!(
-            "{} blob storage unreachable",
-            state.store.backend_name()
-        ));
+        problems.push(format!("{} blob storage unreachable", state.store.backend_name()));
     }
     if problems.is_empty() {
         Ok(HttpResponse::Ok().json(json!({"status": "ready", "database": "ok", "storage": "ok"})))

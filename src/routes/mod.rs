@@ -4,4 +4,6 @@
 pub mod admin_firmware;
 pub mod admin_hardware;
 pub mod admin_rollouts;
+pub mod download;
+pub mod firmware;
 pub mod health;

@@ -26,9 +26,7 @@ pub struct FloorRequest {
 }
 
 pub async fn get(state: &AppState, hardware: &HardwareId) -> Result<FloorView, ApiError> {
-    let row = hardware_floor::Entity::find_by_id(hardware.to_string())
-        .one(&state.db)
-        .await?;
+    let row = hardware_floor::Entity::find_by_id(hardware.to_string()).one(&state.db).await?;
     Ok(FloorView {
         hardware: hardware.to_string(),
         min_version: row.as_ref().map(|r| r.min_version.clone()),
@@ -61,6 +59,6 @@ pub async fn put(
         )
         .exec_without_returning(&state.db)
         .await?;
-    state.catalog_changed();
+    state.catalog_changed().await;
     get(state, hardware).await
 }

@@ -1,8 +1,10 @@
 //! Use cases: each joins the database, the blob store and signing under the domain's rules.
 //! Every write is one database transaction, attributed to the caller's `sub`.
 
+pub mod catalog;
 pub mod floors;
 pub mod releases;
+pub mod reports;
 pub mod rollouts;
 pub mod sweep;
 pub mod upload;

@@ -78,18 +78,13 @@ pub fn not_found(id: Uuid) -> ApiError {
 }
 
 async fn load(state: &AppState, id: Uuid) -> Result<Release, ApiError> {
-    db::firmware::find(&state.db, id)
-        .await?
-        .ok_or_else(|| not_found(id))
+    db::firmware::find(&state.db, id).await?.ok_or_else(|| not_found(id))
 }
 
 /// One release with its channels.
 pub async fn view(state: &AppState, id: Uuid) -> Result<ReleaseView, ApiError> {
     let release = load(state, id).await?;
-    let channels = db::firmware::channels(&state.db, &[id])
-        .await?
-        .remove(&id)
-        .unwrap_or_default();
+    let channels = db::firmware::channels(&state.db, &[id]).await?.remove(&id).unwrap_or_default();
     Ok(ReleaseView::new(release, channels))
 }
 
@@ -109,12 +104,7 @@ pub async fn list(
             ReleaseView::new(r, c)
         })
         .collect();
-    Ok(Page {
-        items,
-        page,
-        per_page,
-        total,
-    })
+    Ok(Page { items, page, per_page, total })
 }
 
 /// `PATCH /v1/admin/firmware/{id}`: the fields an admin may change after upload.
@@ -128,37 +118,20 @@ pub struct ReleasePatch {
     pub min_from_version: Option<Option<Version>>,
 }
 
-fn some_or_null<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<Version>>, D::Error> {
+fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Version>>, D::Error> {
     Option::<Version>::deserialize(d).map(Some)
 }
 
 pub const MAX_RELEASE_NOTES: usize = 64 * 1024;
 
-pub async fn patch(
-    state: &AppState,
-    id: Uuid,
-    patch: ReleasePatch,
-) -> Result<ReleaseView, ApiError> {
-    if patch
-        .release_notes
-        .as_ref()
-        .is_some_and(|n| n.len() > MAX_RELEASE_NOTES)
-    {
-        return Err(ApiError::field(
-            "release_notes",
-            format!("must be at most {MAX_RELEASE_NOTES} bytes"),
-        ));
+pub async fn patch(state: &AppState, id: Uuid, patch: ReleasePatch) -> Result<ReleaseView, ApiError> {
+    if patch.release_notes.as_ref().is_some_and(|n| n.len() > MAX_RELEASE_NOTES) {
+        return Err(ApiError::field("release_notes", format!("must be at most {MAX_RELEASE_NOTES} bytes")));
     }
     let txn = state.db.begin().await?;
-    let release = db::firmware::find(&txn, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state == FirmwareState::Revoked.as_str() {
-        return Err(ApiError::Conflict(format!(
-            "firmware {id} is revoked and can no longer change"
-        )));
+        return Err(ApiError::Conflict(format!("firmware {id} is revoked and can no longer change")));
     }
     let version = Version::parse(&release.row.version).map_err(ApiError::internal)?;
     let mut row = release.row.into_active_model();
@@ -180,7 +153,7 @@ pub async fn patch(
     row.updated_at = Set(Utc::now());
     row.update(&txn).await?;
     txn.commit().await?;
-    state.catalog_changed();
+    state.catalog_changed().await;
     view(state, id).await
 }
 
@@ -188,9 +161,7 @@ pub async fn patch(
 /// (deleting it here could race an upload of the same bytes).
 pub async fn delete_draft(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     let txn = state.db.begin().await?;
-    let release = db::firmware::find(&txn, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state != FirmwareState::Draft.as_str() {
         return Err(ApiError::Conflict(format!(
             "firmware {id} is {}: only drafts can be deleted; revoke it instead",
@@ -219,13 +190,7 @@ pub async fn publish(
     actor: &str,
 ) -> Result<RolloutView, ApiError> {
     let channel = Channel::parse(&request.channel).map_err(|e| ApiError::field("channel", e))?;
-    if !state
-        .settings
-        .firmware
-        .channels
-        .iter()
-        .any(|c| c == channel.as_str())
-    {
+    if !state.settings.firmware.channels.iter().any(|c| c == channel.as_str()) {
         return Err(ApiError::field(
             "channel",
             format!(
@@ -238,29 +203,18 @@ pub async fn publish(
         Some(input) => Stages::parse(input).map_err(|e| ApiError::field("stages", e))?,
         None => Stages::immediate(),
     };
-    let max_failure_rate = request
-        .max_failure_rate
-        .unwrap_or(state.settings.rollout.max_failure_rate);
+    let max_failure_rate = request.max_failure_rate.unwrap_or(state.settings.rollout.max_failure_rate);
     if !(0.0..=1.0).contains(&max_failure_rate) {
-        return Err(ApiError::field(
-            "max_failure_rate",
-            "must be between 0 and 1",
-        ));
+        return Err(ApiError::field("max_failure_rate", "must be between 0 and 1"));
     }
-    let min_reports = request
-        .min_reports
-        .unwrap_or(state.settings.rollout.min_reports);
+    let min_reports = request.min_reports.unwrap_or(state.settings.rollout.min_reports);
     let min_reports =
         i64::try_from(min_reports).map_err(|_| ApiError::field("min_reports", "is too large"))?;
 
     let txn = state.db.begin().await?;
-    let release = db::firmware::find(&txn, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state == FirmwareState::Revoked.as_str() {
-        return Err(ApiError::Conflict(format!(
-            "firmware {id} is revoked and cannot be published"
-        )));
+        return Err(ApiError::Conflict(format!("firmware {id} is revoked and cannot be published")));
     }
     if let Some(existing) = rollouts::on_channel(&txn, id, channel.as_str()).await? {
         return Err(ApiError::Conflict(format!(
@@ -291,9 +245,7 @@ pub async fn publish(
         created_at: now,
         updated_at: now,
     };
-    rollout::ActiveModel::from(rollout.clone())
-        .insert(&txn)
-        .await?;
+    rollout::ActiveModel::from(rollout.clone()).insert(&txn).await?;
     let detail = serde_json::json!({
         "firmware_id": id.to_string(),
         "version": release.row.version,
@@ -304,7 +256,7 @@ pub async fn publish(
     });
     rollout_events::append(&txn, rollout.id, actor, "created", detail, now).await?;
     txn.commit().await?;
-    state.catalog_changed();
+    state.catalog_changed().await;
     rollouts::view(state, rollout.id).await
 }
 
@@ -327,13 +279,9 @@ pub async fn revoke(
         return Err(ApiError::field("reason", "must be 1 to 1000 characters"));
     }
     let txn = state.db.begin().await?;
-    let release = db::firmware::find(&txn, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state == FirmwareState::Revoked.as_str() {
-        return Err(ApiError::Conflict(format!(
-            "firmware {id} is already revoked"
-        )));
+        return Err(ApiError::Conflict(format!("firmware {id} is already revoked")));
     }
     let now = Utc::now();
     let mut row = release.row.into_active_model();
@@ -345,18 +293,9 @@ pub async fn revoke(
     row.update(&txn).await?;
     for live in rollouts::live_for_firmware(&txn, id).await? {
         let detail = serde_json::json!({"reason": format!("release revoked: {reason}")});
-        rollouts::transition(
-            &txn,
-            live,
-            RolloutState::Aborted,
-            actor,
-            "aborted",
-            detail,
-            now,
-        )
-        .await?;
+        rollouts::transition(&txn, live, RolloutState::Aborted, actor, "aborted", detail, now).await?;
     }
     txn.commit().await?;
-    state.catalog_changed();
+    state.catalog_changed().await;
     view(state, id).await
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QuerySelect, Set,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -68,23 +68,22 @@ pub struct RolloutView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The percent a rollout admits now: its current stage's, whatever its state.
-pub fn current_percent(row: &rollout::Model) -> f64 {
+/// The share a rollout admits now, in basis points: its current stage's, whatever its state.
+/// Unreadable stages admit no one.
+pub fn current_basis_points(row: &rollout::Model) -> u32 {
     Stages::from_json(&row.stages)
         .ok()
-        .and_then(|s| {
-            s.as_slice()
-                .get(row.current_stage as usize)
-                .map(|stage| stage.percent())
-        })
-        .unwrap_or(0.0)
+        .and_then(|s| s.as_slice().get(row.current_stage as usize).map(|stage| stage.basis_points))
+        .unwrap_or(0)
+}
+
+/// The percent a rollout admits now.
+pub fn current_percent(row: &rollout::Model) -> f64 {
+    f64::from(current_basis_points(row)) / 100.0
 }
 
 /// Report counts by status for a rollout.
-pub async fn counts(
-    db: &impl ConnectionTrait,
-    rollout_id: Uuid,
-) -> Result<BTreeMap<String, u64>, DbErr> {
+pub async fn counts(db: &impl ConnectionTrait, rollout_id: Uuid) -> Result<BTreeMap<String, u64>, DbErr> {
     let rows: Vec<(String, i64)> = device_report::Entity::find()
         .select_only()
         .column(device_report::Column::Status)
@@ -94,10 +93,8 @@ pub async fn counts(
         .into_tuple()
         .all(db)
         .await?;
-    let mut counts: BTreeMap<String, u64> = ReportStatus::ALL
-        .iter()
-        .map(|s| (s.as_str().to_owned(), 0))
-        .collect();
+    let mut counts: BTreeMap<String, u64> =
+        ReportStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
     for (status, n) in rows {
         counts.insert(status, n.max(0) as u64);
     }
@@ -160,11 +157,7 @@ pub async fn live_for_firmware(
     db: &impl ConnectionTrait,
     firmware_id: Uuid,
 ) -> Result<Vec<rollout::Model>, DbErr> {
-    let live: Vec<&str> = RolloutState::ALL
-        .iter()
-        .filter(|s| s.is_live())
-        .map(|s| s.as_str())
-        .collect();
+    let live: Vec<&str> = RolloutState::ALL.iter().filter(|s| s.is_live()).map(|s| s.as_str()).collect();
     rollout::Entity::find()
         .filter(rollout::Column::FirmwareId.eq(firmware_id))
         .filter(rollout::Column::State.is_in(live))

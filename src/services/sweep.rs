@@ -16,17 +16,13 @@ pub struct SweepReport {
 
 pub async fn run(state: &AppState, ttl: Duration) -> anyhow::Result<SweepReport> {
     let staging = state.store.sweep_staging(ttl).await?;
-    let cutoff = SystemTime::now()
-        .checked_sub(ttl)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let cutoff = SystemTime::now().checked_sub(ttl).unwrap_or(SystemTime::UNIX_EPOCH);
     let mut orphans = 0;
     for object in state.store.list(ObjectKey::FIRMWARE_PREFIX).await? {
         let Some(key @ ObjectKey::Firmware(digest)) = ObjectKey::parse(&object.key) else {
             continue;
         };
-        if object.modified <= cutoff
-            && !db::firmware::sha256_in_use(&state.db, &digest.to_hex()).await?
-        {
+        if object.modified <= cutoff && !db::firmware::sha256_in_use(&state.db, &digest.to_hex()).await? {
             match state.store.delete(&key).await {
                 Ok(()) | Err(StorageError::NotFound(_)) => orphans += 1,
                 Err(e) => return Err(e.into()),

@@ -41,18 +41,12 @@ pub enum UploadOutcome {
 /// Checks what can be checked before the image arrives.
 pub fn check_metadata(state: &AppState, metadata: &mut UploadMetadata) -> Result<(), ApiError> {
     if metadata.hardware.is_empty() {
-        return Err(ApiError::field(
-            "metadata.hardware",
-            "must list at least one hardware id",
-        ));
+        return Err(ApiError::field("metadata.hardware", "must list at least one hardware id"));
     }
     metadata.hardware.sort();
     metadata.hardware.dedup();
     if metadata.hardware.len() > 64 {
-        return Err(ApiError::field(
-            "metadata.hardware",
-            "must list at most 64 hardware ids",
-        ));
+        return Err(ApiError::field("metadata.hardware", "must list at most 64 hardware ids"));
     }
     if metadata.release_notes.len() > MAX_RELEASE_NOTES {
         return Err(ApiError::field(
@@ -60,21 +54,11 @@ pub fn check_metadata(state: &AppState, metadata: &mut UploadMetadata) -> Result
             format!("must be at most {MAX_RELEASE_NOTES} bytes"),
         ));
     }
-    if metadata
-        .min_from_version
-        .as_ref()
-        .is_some_and(|m| *m >= metadata.version)
-    {
-        return Err(ApiError::field(
-            "metadata.min_from_version",
-            "must be below version",
-        ));
+    if metadata.min_from_version.as_ref().is_some_and(|m| *m >= metadata.version) {
+        return Err(ApiError::field("metadata.min_from_version", "must be below version"));
     }
     if state.settings.signing.require_release_signature && metadata.release_signature.is_none() {
-        return Err(ApiError::field(
-            "metadata.release_signature",
-            "is required by this server",
-        ));
+        return Err(ApiError::field("metadata.release_signature", "is required by this server"));
     }
     Ok(())
 }
@@ -109,10 +93,7 @@ async fn commit_staged(
     {
         return Err(ApiError::field(
             "metadata.expected_sha256",
-            format!(
-                "does not match the uploaded file (its SHA-256 is {})",
-                staged.sha256
-            ),
+            format!("does not match the uploaded file (its SHA-256 is {})", staged.sha256),
         ));
     }
     if let Some(signature) = &metadata.release_signature
@@ -166,21 +147,13 @@ async fn commit_staged(
     }
     .await;
     match inserted {
-        Ok(release) => Ok((
-            UploadOutcome::Created,
-            ReleaseView::new(release, Vec::new()),
-        )),
+        Ok(release) => Ok((UploadOutcome::Created, ReleaseView::new(release, Vec::new()))),
         // A concurrent upload of the same version won the race: answer as if it had come first.
         // The promoted image, if now unreferenced, is left to the sweep.
         Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            existing(state, &metadata, &version_key, &hardware, staged)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::Conflict(format!(
-                        "version {} was uploaded concurrently",
-                        metadata.version
-                    ))
-                })
+            existing(state, &metadata, &version_key, &hardware, staged).await?.ok_or_else(|| {
+                ApiError::Conflict(format!("version {} was uploaded concurrently", metadata.version))
+            })
         }
         Err(e) => Err(e.into()),
     }
@@ -195,24 +168,16 @@ async fn existing(
     hardware: &[String],
     staged: &StagedBlob,
 ) -> Result<Option<(UploadOutcome, ReleaseView)>, ApiError> {
-    let mut conflicts =
-        db::firmware::find_version_conflicts(&state.db, version_key, hardware).await?;
+    let mut conflicts = db::firmware::find_version_conflicts(&state.db, version_key, hardware).await?;
     let Some(first) = conflicts.pop() else {
         return Ok(None);
     };
-    let same = conflicts.is_empty()
-        && first.row.sha256 == staged.sha256.to_hex()
-        && first.hardware == hardware;
+    let same =
+        conflicts.is_empty() && first.row.sha256 == staged.sha256.to_hex() && first.hardware == hardware;
     if same {
         let id = first.row.id;
-        let channels = db::firmware::channels(&state.db, &[id])
-            .await?
-            .remove(&id)
-            .unwrap_or_default();
-        return Ok(Some((
-            UploadOutcome::AlreadyExists,
-            ReleaseView::new(first, channels),
-        )));
+        let channels = db::firmware::channels(&state.db, &[id]).await?.remove(&id).unwrap_or_default();
+        return Ok(Some((UploadOutcome::AlreadyExists, ReleaseView::new(first, channels))));
     }
     Err(ApiError::Conflict(format!(
         "version {} already exists for hardware {} as firmware {} with other contents",

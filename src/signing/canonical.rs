@@ -69,9 +69,7 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
             '\n' => out.extend_from_slice(b"\\n"),
             '\u{0C}' => out.extend_from_slice(b"\\f"),
             '\r' => out.extend_from_slice(b"\\r"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
-            }
+            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
             c => {
                 let mut buf = [0u8; 4];
                 out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -88,13 +86,9 @@ mod tests {
 
     #[test]
     fn keys_are_sorted_and_whitespace_dropped() {
-        let v =
-            json!({"b": 1, "a": [true, null, "x"], "A": {"z": -2, "y": 18446744073709551615u64}});
+        let v = json!({"b": 1, "a": [true, null, "x"], "A": {"z": -2, "y": 18446744073709551615u64}});
         let out = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
-        assert_eq!(
-            out,
-            r#"{"A":{"y":18446744073709551615,"z":-2},"a":[true,null,"x"],"b":1}"#
-        );
+        assert_eq!(out, r#"{"A":{"y":18446744073709551615,"z":-2},"a":[true,null,"x"],"b":1}"#);
     }
 
     #[test]

@@ -43,35 +43,24 @@ impl ManifestSigner {
         let pem = if settings.key_file.is_empty() {
             DEV_SIGNING_KEY_PEM.to_owned()
         } else {
-            std::fs::read_to_string(&settings.key_file).map_err(|e| {
-                anyhow::anyhow!("`signing.key_file`: cannot read {}: {e}", settings.key_file)
-            })?
+            std::fs::read_to_string(&settings.key_file)
+                .map_err(|e| anyhow::anyhow!("`signing.key_file`: cannot read {}: {e}", settings.key_file))?
         };
-        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-            anyhow::anyhow!("`signing.key_file`: not a PKCS#8 PEM ed25519 private key: {e}")
-        })?;
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("`signing.key_file`: not a PKCS#8 PEM ed25519 private key: {e}"))?;
         if production && key == Self::dev_key()? {
-            anyhow::bail!(
-                "`signing.key_file`: NOWATCH_OTA_ENV=production refuses the DEV ONLY signing key"
-            );
+            anyhow::bail!("`signing.key_file`: NOWATCH_OTA_ENV=production refuses the DEV ONLY signing key");
         }
         let retired = settings
             .retired_public_keys
             .iter()
             .map(|b64| {
-                let bytes: [u8; 32] = BASE64
-                    .decode(b64.trim())
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "`signing.retired_public_keys`: {b64:?} is not base64 of 32 bytes"
-                        )
+                let bytes: [u8; 32] =
+                    BASE64.decode(b64.trim()).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                        anyhow::anyhow!("`signing.retired_public_keys`: {b64:?} is not base64 of 32 bytes")
                     })?;
                 VerifyingKey::from_bytes(&bytes).map_err(|e| {
-                    anyhow::anyhow!(
-                        "`signing.retired_public_keys`: {b64:?} is not an ed25519 key: {e}"
-                    )
+                    anyhow::anyhow!("`signing.retired_public_keys`: {b64:?} is not an ed25519 key: {e}")
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -80,11 +69,7 @@ impl ManifestSigner {
 
     pub fn new(key: SigningKey, retired: Vec<VerifyingKey>) -> Self {
         let key_id = key_id(&key.verifying_key());
-        Self {
-            key,
-            key_id,
-            retired,
-        }
+        Self { key, key_id, retired }
     }
 
     fn dev_key() -> anyhow::Result<SigningKey> {

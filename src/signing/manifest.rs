@@ -53,21 +53,13 @@ impl ManifestEnvelope {
     pub fn sign(body: &ManifestBody, signer: &ManifestSigner) -> anyhow::Result<Self> {
         let signed = serde_json::to_value(body)?;
         let sig = signer.sign(&canonical_json(&signed)?);
-        Ok(Self {
-            signed,
-            signatures: vec![ManifestSignature {
-                key_id: signer.key_id().to_owned(),
-                sig,
-            }],
-        })
+        Ok(Self { signed, signatures: vec![ManifestSignature { key_id: signer.key_id().to_owned(), sig }] })
     }
 
     /// When the manifest stops being valid, if it says.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         let raw = self.signed.get("expires_at")?.as_str()?;
-        DateTime::parse_from_rfc3339(raw)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&Utc))
     }
 }
 
@@ -90,8 +82,7 @@ pub fn verify_manifest(
     trusted: &[(String, VerifyingKey)],
     now: DateTime<Utc>,
 ) -> Result<ManifestBody, VerifyError> {
-    let message =
-        canonical_json(&envelope.signed).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let message = canonical_json(&envelope.signed).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     let verified = envelope.signatures.iter().any(|s| {
         let Some((_, key)) = trusted.iter().find(|(id, _)| *id == s.key_id) else {
             return false;
@@ -107,14 +98,13 @@ pub fn verify_manifest(
     if !verified {
         return Err(VerifyError::NoValidSignature);
     }
-    let body: ManifestBody = serde_json::from_value(envelope.signed.clone())
-        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let body: ManifestBody =
+        serde_json::from_value(envelope.signed.clone()).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     if body.kind != MANIFEST_TYPE {
         return Err(VerifyError::WrongType);
     }
-    let expires = envelope
-        .expires_at()
-        .ok_or_else(|| VerifyError::Malformed("expires_at is not RFC 3339".into()))?;
+    let expires =
+        envelope.expires_at().ok_or_else(|| VerifyError::Malformed("expires_at is not RFC 3339".into()))?;
     if expires <= now {
         return Err(VerifyError::Expired(body.expires_at));
     }

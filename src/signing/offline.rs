@@ -35,9 +35,8 @@ pub async fn hash_file(path: &Path) -> anyhow::Result<(u64, Sha256Digest)> {
 /// The release signature an upload carries: base64 ed25519 over the image's 32-byte digest.
 pub async fn sign_image(key_pem_path: &Path, image: &Path) -> anyhow::Result<String> {
     let pem = std::fs::read_to_string(key_pem_path)?;
-    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-        anyhow::anyhow!("{}: not a PKCS#8 ed25519 key: {e}", key_pem_path.display())
-    })?;
+    let key = SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("{}: not a PKCS#8 ed25519 key: {e}", key_pem_path.display()))?;
     let (_, digest) = hash_file(image).await?;
     Ok(BASE64.encode(key.sign(digest.as_bytes()).to_bytes()))
 }
@@ -72,9 +71,7 @@ pub async fn verify_files(
     device: &DeviceView,
 ) -> anyhow::Result<ManifestBody> {
     let envelope: ManifestEnvelope = serde_json::from_slice(&std::fs::read(manifest_path)?)
-        .map_err(|e| {
-            anyhow::anyhow!("{}: not a manifest envelope: {e}", manifest_path.display())
-        })?;
+        .map_err(|e| anyhow::anyhow!("{}: not a manifest envelope: {e}", manifest_path.display()))?;
     let trusted: Vec<_> = keys.iter().map(|k| (key_id(k), *k)).collect();
     let body = verify_manifest(&envelope, &trusted, chrono::Utc::now())?;
     if let Some(hardware) = &device.hardware {
@@ -83,28 +80,16 @@ pub async fn verify_files(
             "the manifest is not for hardware {hardware}"
         );
     }
-    let version =
-        Version::parse(&body.version).map_err(|e| anyhow::anyhow!("manifest version: {e}"))?;
+    let version = Version::parse(&body.version).map_err(|e| anyhow::anyhow!("manifest version: {e}"))?;
     if let Some(current) = &device.current_version {
-        anyhow::ensure!(
-            version > *current,
-            "version {version} is not above the current {current}"
-        );
+        anyhow::ensure!(version > *current, "version {version} is not above the current {current}");
     }
     if let Some(floor) = &body.min_version {
-        let floor =
-            Version::parse(floor).map_err(|e| anyhow::anyhow!("manifest min_version: {e}"))?;
-        anyhow::ensure!(
-            version >= floor,
-            "version {version} is below the anti-rollback floor {floor}"
-        );
+        let floor = Version::parse(floor).map_err(|e| anyhow::anyhow!("manifest min_version: {e}"))?;
+        anyhow::ensure!(version >= floor, "version {version} is below the anti-rollback floor {floor}");
     }
     let (size, digest) = hash_file(image).await?;
-    anyhow::ensure!(
-        size == body.size,
-        "image is {size} bytes, the manifest says {}",
-        body.size
-    );
+    anyhow::ensure!(size == body.size, "image is {size} bytes, the manifest says {}", body.size);
     anyhow::ensure!(
         digest.to_hex() == body.sha256,
         "image SHA-256 {digest} differs from the manifest's {}",

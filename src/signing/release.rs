@@ -24,10 +24,7 @@ impl ReleaseKeys {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => anyhow::bail!(
-                "`signing.release_keys_dir`: cannot read {}: {e}",
-                dir.display()
-            ),
+            Err(e) => anyhow::bail!("`signing.release_keys_dir`: cannot read {}: {e}", dir.display()),
         };
         for entry in entries {
             let path = entry?.path();
@@ -61,8 +58,6 @@ impl ReleaseKeys {
         let Ok(sig) = Signature::from_slice(&bytes) else {
             return false;
         };
-        self.keys
-            .iter()
-            .any(|k| k.verify_strict(digest.as_bytes(), &sig).is_ok())
+        self.keys.iter().any(|k| k.verify_strict(digest.as_bytes(), &sig).is_ok())
     }
 }

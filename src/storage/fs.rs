@@ -45,8 +45,7 @@ impl FsStore {
         let mut file = tokio::fs::File::create(self.path(key)).await?;
         let mut counter = HashingCounter::new(limit);
         while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| StorageError::Client(format!("file: upload interrupted: {e}")))?;
+            let chunk = chunk.map_err(|e| StorageError::Client(format!("file: upload interrupted: {e}")))?;
             counter.update(&chunk)?;
             file.write_all(&chunk).await?;
         }
@@ -54,11 +53,7 @@ impl FsStore {
         Ok(counter.finish())
     }
 
-    pub(super) async fn rename(
-        &self,
-        from: &ObjectKey,
-        to: &ObjectKey,
-    ) -> Result<(), StorageError> {
+    pub(super) async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<(), StorageError> {
         let target = self.path(to);
         tokio::fs::rename(self.path(from), &target).await?;
         // The rename is durable only once the directory entry is.
@@ -89,9 +84,7 @@ impl FsStore {
             Err(e) => return Err(e.into()),
         };
         let stream = match range {
-            None => ReaderStream::with_capacity(file, READ_CHUNK)
-                .map_err(StorageError::from)
-                .boxed(),
+            None => ReaderStream::with_capacity(file, READ_CHUNK).map_err(StorageError::from).boxed(),
             Some(range) => {
                 file.seek(SeekFrom::Start(range.start)).await?;
                 ReaderStream::with_capacity(file.take(range.len()), READ_CHUNK)
@@ -139,9 +132,7 @@ impl FsStore {
     pub(super) async fn check(&self) -> Result<(), StorageError> {
         let meta = tokio::fs::metadata(self.root.join(ObjectKey::FIRMWARE_PREFIX)).await?;
         if meta.permissions().readonly() {
-            return Err(StorageError::Io(std::io::Error::other(
-                "blob directory is read-only",
-            )));
+            return Err(StorageError::Io(std::io::Error::other("blob directory is read-only")));
         }
         Ok(())
     }

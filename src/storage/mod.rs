@@ -135,11 +135,7 @@ impl BlobStore {
     }
 
     /// Streams the object, or one range of it.
-    pub async fn open(
-        &self,
-        key: &ObjectKey,
-        range: Option<ByteRange>,
-    ) -> Result<BlobStream, StorageError> {
+    pub async fn open(&self, key: &ObjectKey, range: Option<ByteRange>) -> Result<BlobStream, StorageError> {
         match self {
             Self::Fs(s) => s.open(key, range).await,
             Self::S3(s) => s.open(key, range).await,
@@ -147,11 +143,7 @@ impl BlobStore {
     }
 
     /// A URL that GETs the object without credentials until `ttl` passes (S3 only).
-    pub async fn presign_get(
-        &self,
-        key: &ObjectKey,
-        ttl: Duration,
-    ) -> Result<String, StorageError> {
+    pub async fn presign_get(&self, key: &ObjectKey, ttl: Duration) -> Result<String, StorageError> {
         match self {
             Self::Fs(_) => Err(StorageError::Unsupported("presign URLs")),
             Self::S3(s) => s.presign_get(key, ttl).await,
@@ -184,9 +176,7 @@ impl BlobStore {
 
     /// Deletes staging objects last modified more than `ttl` ago; returns how many.
     pub async fn sweep_staging(&self, ttl: Duration) -> Result<usize, StorageError> {
-        let cutoff = SystemTime::now()
-            .checked_sub(ttl)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = SystemTime::now().checked_sub(ttl).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut swept = 0;
         for object in self.list(ObjectKey::STAGING_PREFIX).await? {
             if object.modified <= cutoff

@@ -46,9 +46,7 @@ impl S3Store {
             ));
         }
         let shared = loader.load().await;
-        let config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(settings.path_style)
-            .build();
+        let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.path_style).build();
         Ok(Self {
             client: Client::from_conf(config),
             bucket: settings.bucket.clone(),
@@ -71,8 +69,8 @@ impl S3Store {
         let mut upload: Option<MultipartUpload> = None;
         let result: Result<(), StorageError> = async {
             while let Some(chunk) = body.next().await {
-                let mut chunk = chunk
-                    .map_err(|e| StorageError::Client(format!("file: upload interrupted: {e}")))?;
+                let mut chunk =
+                    chunk.map_err(|e| StorageError::Client(format!("file: upload interrupted: {e}")))?;
                 counter.update(&chunk)?;
                 while !chunk.is_empty() {
                     let take = chunk.len().min(self.part_size - buffer.len());
@@ -138,21 +136,13 @@ impl S3Store {
             .send()
             .await
             .map_err(s3_error)?;
-        let upload_id = created.upload_id().ok_or_else(|| {
-            StorageError::S3("CreateMultipartUpload returned no upload id".into())
-        })?;
-        Ok(MultipartUpload {
-            key: key.to_string(),
-            upload_id: upload_id.to_owned(),
-            parts: Vec::new(),
-        })
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| StorageError::S3("CreateMultipartUpload returned no upload id".into()))?;
+        Ok(MultipartUpload { key: key.to_string(), upload_id: upload_id.to_owned(), parts: Vec::new() })
     }
 
-    pub(super) async fn rename(
-        &self,
-        from: &ObjectKey,
-        to: &ObjectKey,
-    ) -> Result<(), StorageError> {
+    pub(super) async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<(), StorageError> {
         self.client
             .copy_object()
             .bucket(&self.bucket)
@@ -166,14 +156,7 @@ impl S3Store {
     }
 
     pub(super) async fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StorageError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key.to_string())
-            .send()
-            .await
-        {
+        match self.client.head_object().bucket(&self.bucket).key(key.to_string()).send().await {
             Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(e) => Err(s3_error(e)),
@@ -185,11 +168,7 @@ impl S3Store {
         key: &ObjectKey,
         range: Option<ByteRange>,
     ) -> Result<BlobStream, StorageError> {
-        let mut request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.to_string());
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key.to_string());
         if let Some(range) = range {
             request = request.range(format!("bytes={}-{}", range.start, range.end));
         }
@@ -207,11 +186,7 @@ impl S3Store {
         Ok(stream.boxed())
     }
 
-    pub(super) async fn presign_get(
-        &self,
-        key: &ObjectKey,
-        ttl: Duration,
-    ) -> Result<String, StorageError> {
+    pub(super) async fn presign_get(&self, key: &ObjectKey, ttl: Duration) -> Result<String, StorageError> {
         let config = PresigningConfig::expires_in(ttl).map_err(s3_error)?;
         let request = self
             .client
@@ -236,13 +211,8 @@ impl S3Store {
     }
 
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for object in page.map_err(s3_error)?.contents() {
@@ -261,12 +231,7 @@ impl S3Store {
     }
 
     pub(super) async fn check(&self) -> Result<(), StorageError> {
-        self.client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .map_err(s3_error)?;
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(s3_error)?;
         Ok(())
     }
 }
@@ -293,10 +258,7 @@ impl MultipartUpload {
             .await
             .map_err(s3_error)?;
         self.parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(part.e_tag().map(str::to_owned))
-                .build(),
+            CompletedPart::builder().part_number(number).set_e_tag(part.e_tag().map(str::to_owned)).build(),
         );
         Ok(())
     }
@@ -308,11 +270,7 @@ impl MultipartUpload {
             .bucket(&store.bucket)
             .key(&self.key)
             .upload_id(&self.upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(self.parts.clone()))
-                    .build(),
-            )
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.parts.clone())).build())
             .send()
             .await
             .map_err(s3_error)?;

@@ -14,11 +14,7 @@ pub struct HashingCounter {
 
 impl HashingCounter {
     pub fn new(limit: u64) -> Self {
-        Self {
-            hasher: Sha256::new(),
-            size: 0,
-            limit,
-        }
+        Self { hasher: Sha256::new(), size: 0, limit }
     }
 
     pub fn update(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
@@ -31,9 +27,6 @@ impl HashingCounter {
     }
 
     pub fn finish(self) -> (u64, Sha256Digest) {
-        (
-            self.size,
-            Sha256Digest::from_bytes(self.hasher.finalize().into()),
-        )
+        (self.size, Sha256Digest::from_bytes(self.hasher.finalize().into()))
     }
 }

@@ -13,60 +13,26 @@ async fn the_list_filters_by_hardware_and_state_and_paginates_newest_first() {
     let a = upload_ok(&app, "1.0.0", &["nw-s1"], image_bytes(1, 1000)).await;
     let b = upload_ok(&app, "1.1.0", &["nw-s1", "nw-s2"], image_bytes(2, 1000)).await;
     let c = upload_ok(&app, "2.0.0", &["nw-s2"], image_bytes(3, 1000)).await;
-    publish(
-        &app,
-        a["id"].as_str().unwrap(),
-        json!({"channel": "stable"}),
-    )
-    .await;
+    publish(&app, a["id"].as_str().unwrap(), json!({"channel": "stable"})).await;
     let token = app.admin_token();
 
-    let all = json_of(
-        app.get("/v1/admin/firmware")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let all = json_of(app.get("/v1/admin/firmware").bearer_auth(&token).send().await.unwrap(), 200).await;
     assert_eq!(all["total"], 3);
     assert_eq!(all["page"], 1);
-    let ids: Vec<&Value> = all["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| &r["id"])
-        .collect();
+    let ids: Vec<&Value> = all["items"].as_array().unwrap().iter().map(|r| &r["id"]).collect();
     assert_eq!(ids, [&c["id"], &b["id"], &a["id"]]);
 
-    let s2 = json_of(
-        app.get("/v1/admin/firmware?hardware=nw-s2")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let s2 =
+        json_of(app.get("/v1/admin/firmware?hardware=nw-s2").bearer_auth(&token).send().await.unwrap(), 200)
+            .await;
     assert_eq!(s2["total"], 2);
-    let published = json_of(
-        app.get("/v1/admin/firmware?state=published")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let published =
+        json_of(app.get("/v1/admin/firmware?state=published").bearer_auth(&token).send().await.unwrap(), 200)
+            .await;
     assert_eq!(published["total"], 1);
     assert_eq!(published["items"][0]["channels"], json!(["stable"]));
     let page2 = json_of(
-        app.get("/v1/admin/firmware?per_page=2&page=2")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
+        app.get("/v1/admin/firmware?per_page=2&page=2").bearer_auth(&token).send().await.unwrap(),
         200,
     )
     .await;
@@ -81,17 +47,10 @@ async fn the_list_filters_by_hardware_and_state_and_paginates_newest_first() {
         ("hardware=a%20b", "hardware"),
         ("colour=red", "query"),
     ] {
-        let response = app
-            .get(&format!("/v1/admin/firmware?{query}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let response =
+            app.get(&format!("/v1/admin/firmware?{query}")).bearer_auth(&token).send().await.unwrap();
         let body = assert_error_shape(response, 400, "/v1/admin/firmware").await;
-        assert!(
-            body["message"][0].as_str().unwrap().starts_with(field),
-            "{query}: {body}"
-        );
+        assert!(body["message"][0].as_str().unwrap().starts_with(field), "{query}: {body}");
     }
 }
 
@@ -102,11 +61,7 @@ async fn get_patch_and_delete_a_draft() {
     let release = upload_ok(&app, "1.2.0", &["nw-s1"], image_bytes(1, 1000)).await;
     let path = format!("/v1/admin/firmware/{}", release["id"].as_str().unwrap());
     assert_eq!(
-        json_of(
-            app.get(&path).bearer_auth(&token).send().await.unwrap(),
-            200
-        )
-        .await["version"],
+        json_of(app.get(&path).bearer_auth(&token).send().await.unwrap(), 200).await["version"],
         "1.2.0"
     );
 
@@ -139,52 +94,20 @@ async fn get_patch_and_delete_a_draft() {
     )
     .await;
     assert_eq!(cleared["min_from_version"], Value::Null);
-    assert_eq!(
-        cleared["release_notes"], "Fixes",
-        "fields not sent are kept"
-    );
+    assert_eq!(cleared["release_notes"], "Fixes", "fields not sent are kept");
 
-    for (body, field) in [
-        (json!({"min_from_version": "1.2.0"}), "min_from_version"),
-        (json!({"version": "2.0.0"}), "body"),
-    ] {
-        let response = app
-            .client
-            .patch(app.url(&path))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+    for (body, field) in
+        [(json!({"min_from_version": "1.2.0"}), "min_from_version"), (json!({"version": "2.0.0"}), "body")]
+    {
+        let response = app.client.patch(app.url(&path)).bearer_auth(&token).json(&body).send().await.unwrap();
         let error = assert_error_shape(response, 400, &path).await;
-        assert!(
-            error["message"][0].as_str().unwrap().starts_with(field),
-            "{error}"
-        );
+        assert!(error["message"][0].as_str().unwrap().starts_with(field), "{error}");
     }
 
-    assert_eq!(
-        app.client
-            .delete(app.url(&path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(app.client.delete(app.url(&path)).bearer_auth(&token).send().await.unwrap().status(), 204);
+    assert_error_shape(app.get(&path).bearer_auth(&token).send().await.unwrap(), 404, &path).await;
     assert_error_shape(
-        app.get(&path).bearer_auth(&token).send().await.unwrap(),
-        404,
-        &path,
-    )
-    .await;
-    assert_error_shape(
-        app.get("/v1/admin/firmware/not-a-uuid")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
+        app.get("/v1/admin/firmware/not-a-uuid").bearer_auth(&token).send().await.unwrap(),
         400,
         "/v1/admin/firmware/not-a-uuid",
     )
@@ -198,13 +121,7 @@ async fn the_sweep_removes_images_of_deleted_drafts_but_keeps_images_in_use() {
     let gone = upload_ok(&app, "1.1.0", &["nw-s1"], image_bytes(2, 1000)).await;
     let path = format!("/v1/admin/firmware/{}", gone["id"].as_str().unwrap());
     assert_eq!(
-        app.client
-            .delete(app.url(&path))
-            .bearer_auth(app.admin_token())
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.client.delete(app.url(&path)).bearer_auth(app.admin_token()).send().await.unwrap().status(),
         204
     );
     assert_eq!(
@@ -213,9 +130,7 @@ async fn the_sweep_removes_images_of_deleted_drafts_but_keeps_images_in_use() {
         "the image waits for the sweep"
     );
 
-    let report = nowatch_ota::services::sweep::run(&app.state, std::time::Duration::ZERO)
-        .await
-        .unwrap();
+    let report = nowatch_ota::services::sweep::run(&app.state, std::time::Duration::ZERO).await.unwrap();
     assert_eq!(report.orphans, 1);
     assert_eq!(
         crate::helpers::stored_keys(&app, "firmware/").await,
@@ -224,8 +139,7 @@ async fn the_sweep_removes_images_of_deleted_drafts_but_keeps_images_in_use() {
 }
 
 #[tokio::test]
-async fn publishing_creates_a_rollout_with_a_valid_event_chain_and_published_releases_cannot_be_deleted()
- {
+async fn publishing_creates_a_rollout_with_a_valid_event_chain_and_published_releases_cannot_be_deleted() {
     let app = spawn_app().await;
     let token = app.admin_token();
     let release = upload_ok(&app, "1.0.0", &["nw-s1"], image_bytes(1, 1000)).await;
@@ -242,76 +156,47 @@ async fn publishing_creates_a_rollout_with_a_valid_event_chain_and_published_rel
     assert_eq!(rollout["counts"]["installed"], 0);
 
     let fetched = json_of(
-        app.get(&format!(
-            "/v1/admin/rollouts/{}",
-            rollout["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap(),
+        app.get(&format!("/v1/admin/rollouts/{}", rollout["id"].as_str().unwrap()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
         200,
     )
     .await;
     assert_eq!(fetched["id"], rollout["id"]);
-    let view = json_of(
-        app.get(&format!("/v1/admin/firmware/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let view =
+        json_of(app.get(&format!("/v1/admin/firmware/{id}")).bearer_auth(&token).send().await.unwrap(), 200)
+            .await;
     assert_eq!(view["state"], "published");
     assert!(view["published_at"].is_string());
 
     let publish_path = format!("/v1/admin/firmware/{id}/publish");
-    let twice = app
-        .post(&publish_path)
-        .bearer_auth(&token)
-        .json(&json!({"channel": "beta"}))
-        .send()
-        .await
-        .unwrap();
+    let twice =
+        app.post(&publish_path).bearer_auth(&token).json(&json!({"channel": "beta"})).send().await.unwrap();
     assert_error_shape(twice, 409, &publish_path).await;
     for (body, field) in [
         (json!({"channel": "nightly"}), "channel"),
         (json!({"channel": "Beta!"}), "channel"),
-        (
-            json!({"channel": "stable", "stages": [{"percent": 50, "min_duration_s": 0}]}),
-            "stages",
-        ),
-        (
-            json!({"channel": "stable", "max_failure_rate": 2}),
-            "max_failure_rate",
-        ),
+        (json!({"channel": "stable", "stages": [{"percent": 50, "min_duration_s": 0}]}), "stages"),
+        (json!({"channel": "stable", "max_failure_rate": 2}), "max_failure_rate"),
         (json!({}), "body"),
     ] {
-        let response = app
-            .post(&publish_path)
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = app.post(&publish_path).bearer_auth(&token).json(&body).send().await.unwrap();
         let error = assert_error_shape(response, 400, &publish_path).await;
-        assert!(
-            error["message"][0].as_str().unwrap().starts_with(field),
-            "{body}: {error}"
-        );
+        assert!(error["message"][0].as_str().unwrap().starts_with(field), "{body}: {error}");
     }
-    let staged = publish(&app, id, json!({"channel": "stable", "stages": [{"percent": 5, "min_duration_s": 3600}, {"percent": 100}]})).await;
+    let staged = publish(
+        &app,
+        id,
+        json!({"channel": "stable", "stages": [{"percent": 5, "min_duration_s": 3600}, {"percent": 100}]}),
+    )
+    .await;
     assert_eq!(staged["percent"], 5.0);
 
     let path = format!("/v1/admin/firmware/{id}");
     assert_error_shape(
-        app.client
-            .delete(app.url(&path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
+        app.client.delete(app.url(&path)).bearer_auth(&token).send().await.unwrap(),
         409,
         &path,
     )
@@ -327,13 +212,8 @@ async fn revoking_aborts_the_rollouts_and_blocks_publishing_and_editing() {
     let rollout = publish(&app, id, json!({"channel": "stable"})).await;
     let revoke_path = format!("/v1/admin/firmware/{id}/revoke");
 
-    let empty = app
-        .post(&revoke_path)
-        .bearer_auth(&token)
-        .json(&json!({"reason": " "}))
-        .send()
-        .await
-        .unwrap();
+    let empty =
+        app.post(&revoke_path).bearer_auth(&token).json(&json!({"reason": " "})).send().await.unwrap();
     assert_error_shape(empty, 400, &revoke_path).await;
     let revoked = json_of(
         app.post(&revoke_path)
@@ -350,14 +230,11 @@ async fn revoking_aborts_the_rollouts_and_blocks_publishing_and_editing() {
     assert_eq!(revoked["revoked_by"], "release-bot");
 
     let rollout = json_of(
-        app.get(&format!(
-            "/v1/admin/rollouts/{}",
-            rollout["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap(),
+        app.get(&format!("/v1/admin/rollouts/{}", rollout["id"].as_str().unwrap()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
         200,
     )
     .await;
@@ -366,24 +243,14 @@ async fn revoking_aborts_the_rollouts_and_blocks_publishing_and_editing() {
     assert_eq!(rollout["chain_valid"], true);
 
     assert_error_shape(
-        app.post(&revoke_path)
-            .bearer_auth(&token)
-            .json(&json!({"reason": "again"}))
-            .send()
-            .await
-            .unwrap(),
+        app.post(&revoke_path).bearer_auth(&token).json(&json!({"reason": "again"})).send().await.unwrap(),
         409,
         &revoke_path,
     )
     .await;
     let publish_path = format!("/v1/admin/firmware/{id}/publish");
     assert_error_shape(
-        app.post(&publish_path)
-            .bearer_auth(&token)
-            .json(&json!({"channel": "beta"}))
-            .send()
-            .await
-            .unwrap(),
+        app.post(&publish_path).bearer_auth(&token).json(&json!({"channel": "beta"})).send().await.unwrap(),
         409,
         &publish_path,
     )
@@ -425,11 +292,7 @@ async fn hardware_floors_are_read_and_set_by_admins() {
     )
     .await;
     assert_eq!(
-        (
-            set["hardware"].as_str(),
-            set["min_version"].as_str(),
-            set["updated_by"].as_str()
-        ),
+        (set["hardware"].as_str(), set["min_version"].as_str(), set["updated_by"].as_str()),
         (Some("nw-s1"), Some("1.4.0"), Some("release-bot"))
     );
     let raised = json_of(
@@ -461,21 +324,6 @@ async fn hardware_floors_are_read_and_set_by_admins() {
     let bad_hw = "/v1/admin/hardware/bad%20hw/floor";
     let response = app.get(bad_hw).bearer_auth(&token).send().await.unwrap();
     let error = assert_error_shape(response, 400, "/v1/admin/hardware/bad%20hw/floor").await;
-    assert!(
-        error["message"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("hardware"),
-        "{error}"
-    );
-    assert_error_shape(
-        app.get(path)
-            .bearer_auth(app.user_token())
-            .send()
-            .await
-            .unwrap(),
-        403,
-        path,
-    )
-    .await;
+    assert!(error["message"][0].as_str().unwrap().starts_with("hardware"), "{error}");
+    assert_error_shape(app.get(path).bearer_auth(app.user_token()).send().await.unwrap(), 403, path).await;
 }

@@ -28,27 +28,13 @@ async fn admin_routes_need_a_token_and_say_so_in_the_error_shape() {
 #[tokio::test]
 async fn a_valid_non_admin_token_gets_403_and_an_admin_200() {
     let app = spawn_app().await;
-    let response = app
-        .get(ADMIN_ROUTE)
-        .bearer_auth(app.user_token())
-        .send()
-        .await
-        .unwrap();
+    let response = app.get(ADMIN_ROUTE).bearer_auth(app.user_token()).send().await.unwrap();
     assert_error_shape(response, 403, ADMIN_ROUTE).await;
-    assert_eq!(
-        status_with(&app, Some(format!("Bearer {}", app.admin_token()))).await,
-        200
-    );
+    assert_eq!(status_with(&app, Some(format!("Bearer {}", app.admin_token()))).await, 200);
     let roles = token(json!({"sub": "ci", "roles": ["reader", "admin"]}));
-    assert_eq!(
-        status_with(&app, Some(format!("Bearer {roles}"))).await,
-        200
-    );
+    assert_eq!(status_with(&app, Some(format!("Bearer {roles}"))).await, 200);
     let not_quite = token(json!({"sub": "ci", "isAdmin": "true", "roles": "admin"}));
-    assert_eq!(
-        status_with(&app, Some(format!("Bearer {not_quite}"))).await,
-        403
-    );
+    assert_eq!(status_with(&app, Some(format!("Bearer {not_quite}"))).await, 403);
 }
 
 #[tokio::test]
@@ -93,11 +79,7 @@ async fn forged_expired_and_premature_tokens_are_401() {
         ("basic scheme", "Basic dXNlcjpwYXNz".into()),
         ("empty bearer", "Bearer ".into()),
     ] {
-        assert_eq!(
-            status_with(&app, Some(auth)).await,
-            401,
-            "{name} was not refused"
-        );
+        assert_eq!(status_with(&app, Some(auth)).await, 401, "{name} was not refused");
     }
     assert_eq!(
         status_with(&app, Some(format!("Bearer {}", token(within_leeway)))).await,
@@ -114,10 +96,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
     ])
     .await;
     let good = json!({"sub": "x", "isAdmin": true, "iss": "https://api.nowatch.tech", "aud": "nowatch-ota"});
-    assert_eq!(
-        status_with(&app, Some(format!("Bearer {}", token(good.clone())))).await,
-        200
-    );
+    assert_eq!(status_with(&app, Some(format!("Bearer {}", token(good.clone())))).await, 200);
     let mut wrong_iss = good.clone();
     wrong_iss["iss"] = json!("https://evil.example");
     let mut wrong_aud = good.clone();
@@ -141,18 +120,13 @@ async fn an_eddsa_pinned_service_accepts_eddsa_and_refuses_hs_tokens_made_with_i
         use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
         use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePublicKey};
         let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&private_pem).unwrap();
-        key.verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap()
+        key.verifying_key().to_public_key_pem(LineEnding::LF).unwrap()
     };
     let public_path = dir.path().join("jwt.pub.pem");
     std::fs::write(&public_path, &public_pem).unwrap();
     let app = spawn_app_with(&[
         ("NOWATCH_OTA__AUTH__ALGORITHM", "EdDSA"),
-        (
-            "NOWATCH_OTA__AUTH__PUBLIC_KEY_FILE",
-            public_path.to_str().unwrap(),
-        ),
+        ("NOWATCH_OTA__AUTH__PUBLIC_KEY_FILE", public_path.to_str().unwrap()),
     ])
     .await;
     let claims = json!({"sub": "x", "isAdmin": true, "exp": now() + 60});
@@ -162,20 +136,14 @@ async fn an_eddsa_pinned_service_accepts_eddsa_and_refuses_hs_tokens_made_with_i
         &jsonwebtoken::EncodingKey::from_ed_pem(private_pem.as_bytes()).unwrap(),
     )
     .unwrap();
-    assert_eq!(
-        status_with(&app, Some(format!("Bearer {eddsa}"))).await,
-        200
-    );
+    assert_eq!(status_with(&app, Some(format!("Bearer {eddsa}"))).await, 200);
     let confused = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(public_pem.as_bytes()),
     )
     .unwrap();
-    assert_eq!(
-        status_with(&app, Some(format!("Bearer {confused}"))).await,
-        401
-    );
+    assert_eq!(status_with(&app, Some(format!("Bearer {confused}"))).await, 401);
 }
 
 #[tokio::test]
@@ -184,10 +152,7 @@ async fn dev_token_mints_an_admin_token_the_service_accepts() {
     let settings = nowatch_ota::config::Settings::load_from(Default::default()).unwrap();
     let admin = nowatch_ota::auth::mint_dev_token(&settings.auth, "me", true, 60).unwrap();
     let user = nowatch_ota::auth::mint_dev_token(&settings.auth, "me", false, 60).unwrap();
-    assert_eq!(
-        status_with(&app, Some(format!("Bearer {admin}"))).await,
-        200
-    );
+    assert_eq!(status_with(&app, Some(format!("Bearer {admin}"))).await, 200);
     assert_eq!(status_with(&app, Some(format!("Bearer {user}"))).await, 403);
 }
 

@@ -4,10 +4,7 @@ use nowatch_ota::config::{Settings, StorageBackend};
 use nowatch_ota::startup::Application;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 fn load_error(pairs: &[(&str, &str)]) -> String {
@@ -20,10 +17,7 @@ fn defaults_are_the_embedded_sqlite_and_files_setup() {
     assert_eq!(settings.database.url, "sqlite://data/nowatch-ota.db");
     assert_eq!(settings.storage.backend, StorageBackend::Fs);
     assert_eq!(settings.storage.fs.root.to_str(), Some("data/blobs"));
-    assert_eq!(
-        settings.firmware.channels,
-        ["stable", "beta", "alpha", "internal"]
-    );
+    assert_eq!(settings.firmware.channels, ["stable", "beta", "alpha", "internal"]);
     assert!(!settings.production);
 }
 
@@ -44,19 +38,11 @@ fn environment_variables_override_the_file_and_lists_split_on_commas() {
 fn a_config_file_named_by_nowatch_ota_config_is_layered_in() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ota.toml");
-    std::fs::write(
-        &path,
-        "[server]\nport = 7000\n[firmware]\npoll_after_s = 60\n",
-    )
-    .unwrap();
-    let settings =
-        Settings::load_from(env(&[("NOWATCH_OTA_CONFIG", path.to_str().unwrap())])).unwrap();
+    std::fs::write(&path, "[server]\nport = 7000\n[firmware]\npoll_after_s = 60\n").unwrap();
+    let settings = Settings::load_from(env(&[("NOWATCH_OTA_CONFIG", path.to_str().unwrap())])).unwrap();
     assert_eq!(settings.server.port, 7000);
     assert_eq!(settings.firmware.poll_after_s, 60);
-    assert_eq!(
-        settings.server.host, "127.0.0.1",
-        "keys the file omits keep their defaults"
-    );
+    assert_eq!(settings.server.host, "127.0.0.1", "keys the file omits keep their defaults");
 }
 
 #[test]
@@ -73,30 +59,15 @@ fn bad_values_are_refused_naming_the_key() {
         ("NOWATCH_OTA__STORAGE__BACKEND", "s3", "storage.s3.bucket"),
         ("NOWATCH_OTA__STORAGE__BACKEND", "ftp", "backend"),
         ("NOWATCH_OTA__AUTH__ALGORITHM", "none", "auth.algorithm"),
-        (
-            "NOWATCH_OTA__AUTH__ALGORITHM",
-            "RS256",
-            "auth.public_key_file",
-        ),
+        ("NOWATCH_OTA__AUTH__ALGORITHM", "RS256", "auth.public_key_file"),
         ("NOWATCH_OTA__AUTH__HS_SECRET", "short", "auth.hs_secret"),
         ("NOWATCH_OTA__DATABASE__URL", "mysql://x", "database.url"),
-        (
-            "NOWATCH_OTA__FIRMWARE__CHANNELS",
-            "stable,stable",
-            "firmware.channels",
-        ),
-        (
-            "NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE",
-            "redirect",
-            "firmware.download_mode",
-        ),
+        ("NOWATCH_OTA__FIRMWARE__CHANNELS", "stable,stable", "firmware.channels"),
+        ("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE", "redirect", "firmware.download_mode"),
     ];
     for (key, value, named) in cases {
         let message = load_error(&[(key, value)]);
-        assert!(
-            message.contains(named),
-            "{key}={value}: {message:?} does not name {named}"
-        );
+        assert!(message.contains(named), "{key}={value}: {message:?} does not name {named}");
     }
 }
 
@@ -120,16 +91,9 @@ async fn production_refuses_the_dev_key_even_when_named_as_a_file() {
         "NOWATCH_OTA__SIGNING__KEY_FILE".into(),
         concat!(env!("CARGO_MANIFEST_DIR"), "/keys/dev-signing.pem").into(),
     );
-    env.insert(
-        "NOWATCH_OTA__AUTH__HS_SECRET".into(),
-        "a-real-production-secret-of-enough-length".into(),
-    );
+    env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
     let settings = Settings::load_from(env).unwrap();
-    let error = Application::build(settings)
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let error = Application::build(settings).await.err().unwrap().to_string();
     assert!(error.contains("DEV ONLY"), "{error}");
 }
 
@@ -140,16 +104,8 @@ async fn production_starts_with_a_real_key_and_secret() {
     std::fs::write(&key, nowatch_ota::signing::generate_pem().unwrap()).unwrap();
     let mut env = crate::helpers::base_env(&dir).await;
     env.insert("NOWATCH_OTA_ENV".into(), "production".into());
-    env.insert(
-        "NOWATCH_OTA__SIGNING__KEY_FILE".into(),
-        key.display().to_string(),
-    );
-    env.insert(
-        "NOWATCH_OTA__AUTH__HS_SECRET".into(),
-        "a-real-production-secret-of-enough-length".into(),
-    );
-    let app = Application::build(Settings::load_from(env).unwrap())
-        .await
-        .unwrap();
+    env.insert("NOWATCH_OTA__SIGNING__KEY_FILE".into(), key.display().to_string());
+    env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
+    let app = Application::build(Settings::load_from(env).unwrap()).await.unwrap();
     assert_ne!(app.port(), 0);
 }

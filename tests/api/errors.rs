@@ -20,41 +20,23 @@ async fn a_wrong_method_is_405_in_the_nowatch_shape() {
 #[tokio::test]
 async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced() {
     let app = spawn_app().await;
-    let response = app
-        .get("/healthz")
-        .header("x-request-id", "abc-123.x")
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/healthz").header("x-request-id", "abc-123.x").send().await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123.x");
 
-    let response = app
-        .get("/healthz")
-        .header("x-request-id", "bad id\twith\"junk")
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/healthz").header("x-request-id", "bad id\twith\"junk").send().await.unwrap();
     let generated = response.headers()["x-request-id"].to_str().unwrap();
     assert_ne!(generated, "bad id\twith\"junk");
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
 
     let first = app.get("/healthz").send().await.unwrap();
     let second = app.get("/healthz").send().await.unwrap();
-    assert_ne!(
-        first.headers()["x-request-id"],
-        second.headers()["x-request-id"]
-    );
+    assert_ne!(first.headers()["x-request-id"], second.headers()["x-request-id"]);
 }
 
 #[tokio::test]
 async fn error_responses_carry_the_request_id_too() {
     let app = spawn_app().await;
-    let response = app
-        .get("/nope")
-        .header("x-request-id", "trace-me")
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/nope").header("x-request-id", "trace-me").send().await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "trace-me");
     assert_error_shape(response, 404, "/nope").await;
 }

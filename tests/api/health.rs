@@ -25,13 +25,7 @@ async fn readyz_is_503_with_the_reason_when_the_database_is_gone() {
     app.state.db.clone().close().await.unwrap();
     let response = app.get("/readyz").send().await.unwrap();
     let body = assert_error_shape(response, 503, "/readyz").await;
-    assert!(
-        body["message"][0]
-            .as_str()
-            .unwrap()
-            .contains("database unreachable"),
-        "{body}"
-    );
+    assert!(body["message"][0].as_str().unwrap().contains("database unreachable"), "{body}");
 }
 
 #[tokio::test]
@@ -45,13 +39,7 @@ async fn readyz_is_503_when_the_blob_store_is_gone() {
     }
     let response = app.get("/readyz").send().await.unwrap();
     let body = assert_error_shape(response, 503, "/readyz").await;
-    assert!(
-        body["message"][0]
-            .as_str()
-            .unwrap()
-            .contains("blob storage unreachable"),
-        "{body}"
-    );
+    assert!(body["message"][0].as_str().unwrap().contains("blob storage unreachable"), "{body}");
 }
 
 async fn readyz_is_503_when_the_bucket_is_missing() {
@@ -61,11 +49,5 @@ async fn readyz_is_503_when_the_bucket_is_missing() {
     let app = crate::helpers::spawn_app_with(&pairs).await;
     let response = app.get("/readyz").send().await.unwrap();
     let body = assert_error_shape(response, 503, "/readyz").await;
-    assert!(
-        body["message"][0]
-            .as_str()
-            .unwrap()
-            .contains("s3 blob storage unreachable"),
-        "{body}"
-    );
+    assert!(body["message"][0].as_str().unwrap().contains("s3 blob storage unreachable"), "{body}");
 }

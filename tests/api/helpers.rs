@@ -59,12 +59,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        state,
-        dir,
-    }
+    TestApp { address, client: reqwest::Client::new(), state, dir }
 }
 
 /// Settings for a fresh, isolated instance, as environment variables.
@@ -74,10 +69,7 @@ pub async fn base_env(dir: &tempfile::TempDir) -> HashMap<String, String> {
     env.insert("NOWATCH_OTA__SERVER__PORT".into(), "0".into());
     env.insert("NOWATCH_OTA__SERVER__WORKERS".into(), "2".into());
     env.insert("NOWATCH_OTA__LOG__LEVEL".into(), "warn".into());
-    env.insert(
-        "NOWATCH_OTA__STORAGE__FS__ROOT".into(),
-        root.join("blobs").display().to_string(),
-    );
+    env.insert("NOWATCH_OTA__STORAGE__FS__ROOT".into(), root.join("blobs").display().to_string());
     env.insert(
         "NOWATCH_OTA__SIGNING__RELEASE_KEYS_DIR".into(),
         root.join("release-keys").display().to_string(),
@@ -97,10 +89,7 @@ pub async fn base_env(dir: &tempfile::TempDir) -> HashMap<String, String> {
 async fn fresh_postgres_database(admin_url: &str) -> String {
     let name = format!("nwota_test_{}", uuid::Uuid::new_v4().simple());
     let admin = Database::connect(admin_url).await.unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
     let mut url = url::Url::parse(admin_url).unwrap();
     url.set_path(&format!("/{name}"));
     url.to_string()
@@ -155,15 +144,8 @@ pub async fn fresh_bucket() -> String {
         ))
         .load()
         .await;
-    let config = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
+    let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build();
+    aws_sdk_s3::Client::from_conf(config).create_bucket().bucket(&bucket).send().await.unwrap();
     bucket
 }
 
@@ -173,19 +155,10 @@ pub fn s3_env(bucket: &str) -> HashMap<String, String> {
     HashMap::from([
         ("NOWATCH_OTA__STORAGE__BACKEND".into(), "s3".into()),
         ("NOWATCH_OTA__STORAGE__S3__BUCKET".into(), bucket.into()),
-        (
-            "NOWATCH_OTA__STORAGE__S3__ENDPOINT".into(),
-            server.endpoint.clone(),
-        ),
+        ("NOWATCH_OTA__STORAGE__S3__ENDPOINT".into(), server.endpoint.clone()),
         ("NOWATCH_OTA__STORAGE__S3__PATH_STYLE".into(), "true".into()),
-        (
-            "NOWATCH_OTA__STORAGE__S3__ACCESS_KEY_ID".into(),
-            S3_ACCESS_KEY.into(),
-        ),
-        (
-            "NOWATCH_OTA__STORAGE__S3__SECRET_ACCESS_KEY".into(),
-            S3_SECRET_KEY.into(),
-        ),
+        ("NOWATCH_OTA__STORAGE__S3__ACCESS_KEY_ID".into(), S3_ACCESS_KEY.into()),
+        ("NOWATCH_OTA__STORAGE__S3__SECRET_ACCESS_KEY".into(), S3_SECRET_KEY.into()),
     ])
 }
 
@@ -211,10 +184,7 @@ pub async fn assert_error_shape(response: reqwest::Response, status: u16, path: 
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["statusCode"], status);
     assert_eq!(body["path"], path);
-    assert!(
-        body["message"].is_array() && !body["message"].as_array().unwrap().is_empty(),
-        "{body}"
-    );
+    assert!(body["message"].is_array() && !body["message"].as_array().unwrap().is_empty(), "{body}");
     assert!(body["error"].is_string());
     assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
     body
@@ -223,30 +193,14 @@ pub async fn assert_error_shape(response: reqwest::Response, status: u16, path: 
 /// Uploads `bytes` as a release with the given metadata JSON, as an admin.
 pub async fn upload(app: &TestApp, metadata: &Value, bytes: Vec<u8>) -> reqwest::Response {
     let form = reqwest::multipart::Form::new()
-        .part(
-            "metadata",
-            reqwest::multipart::Part::text(metadata.to_string()),
-        )
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes).file_name("firmware.bin"),
-        );
-    app.post("/v1/admin/firmware")
-        .bearer_auth(app.admin_token())
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
+        .part("metadata", reqwest::multipart::Part::text(metadata.to_string()))
+        .part("file", reqwest::multipart::Part::bytes(bytes).file_name("firmware.bin"));
+    app.post("/v1/admin/firmware").bearer_auth(app.admin_token()).multipart(form).send().await.unwrap()
 }
 
 /// Uploads and returns the created release's JSON, asserting 201.
 pub async fn upload_ok(app: &TestApp, version: &str, hardware: &[&str], bytes: Vec<u8>) -> Value {
-    let response = upload(
-        app,
-        &json!({"version": version, "hardware": hardware}),
-        bytes,
-    )
-    .await;
+    let response = upload(app, &json!({"version": version, "hardware": hardware}), bytes).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     response.json().await.unwrap()
 }
@@ -285,22 +239,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The number of release rows.
 pub async fn firmware_rows(app: &TestApp) -> u64 {
     use sea_orm::{EntityTrait, PaginatorTrait};
-    nowatch_ota::db::entities::firmware::Entity::find()
-        .count(&app.state.db)
-        .await
-        .unwrap()
+    nowatch_ota::db::entities::firmware::Entity::find().count(&app.state.db).await.unwrap()
 }
 
 /// Object keys under a prefix of the app's store.
 pub async fn stored_keys(app: &TestApp, prefix: &str) -> Vec<String> {
-    app.state
-        .store
-        .list(prefix)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect()
+    app.state.store.list(prefix).await.unwrap().into_iter().map(|o| o.key).collect()
 }
 
 /// Collects a blob stream.

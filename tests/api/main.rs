@@ -7,6 +7,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod config;
+mod device;
 mod errors;
 mod health;
 mod signing;

@@ -8,8 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{Duration, Utc};
 use nowatch_ota::signing::{
-    MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSigner, SPEC_VERSION, canonical_json,
-    key_id,
+    MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSigner, SPEC_VERSION, canonical_json, key_id,
 };
 use serde_json::Value;
 
@@ -30,9 +29,7 @@ fn body(bytes: &[u8], notes_like: &str) -> ManifestBody {
         min_from_version: None,
         mandatory: false,
         issued_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        expires_at: (now + Duration::days(7))
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string(),
+        expires_at: (now + Duration::days(7)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         release_signature: None,
     }
 }
@@ -45,34 +42,20 @@ fn independent_canonical(value: &Value) -> String {
             let ordered: BTreeMap<&String, &Value> = map.iter().collect();
             let fields: Vec<String> = ordered
                 .into_iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{}:{}",
-                        serde_json::to_string(k).unwrap(),
-                        independent_canonical(v)
-                    )
-                })
+                .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), independent_canonical(v)))
                 .collect();
             format!("{{{}}}", fields.join(","))
         }
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(independent_canonical)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
+        Value::Array(items) => {
+            format!("[{}]", items.iter().map(independent_canonical).collect::<Vec<_>>().join(","))
+        }
         other => serde_json::to_string(other).unwrap(),
     }
 }
 
 #[test]
 fn a_signed_manifest_verifies_from_its_json_with_an_independent_ed25519_check() {
-    let signer = ManifestSigner::new(
-        ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]),
-        Vec::new(),
-    );
+    let signer = ManifestSigner::new(ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]), Vec::new());
     let bytes = image_bytes(1, 4096);
     let envelope = ManifestEnvelope::sign(&body(&bytes, "s2"), &signer).unwrap();
     let wire = serde_json::to_string(&envelope).unwrap();
@@ -81,10 +64,7 @@ fn a_signed_manifest_verifies_from_its_json_with_an_independent_ed25519_check() 
     let parsed: Value = serde_json::from_str(&wire).unwrap();
     let public = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]).verifying_key();
     let message = independent_canonical(&parsed["signed"]);
-    assert!(
-        !message.contains(' ') && message.starts_with("{\"channel\":\"beta\""),
-        "{message}"
-    );
+    assert!(!message.contains(' ') && message.starts_with("{\"channel\":\"beta\""), "{message}");
     let signature = &parsed["signatures"][0];
     assert_eq!(signature["key_id"], sha256_hex(public.as_bytes()));
     let sig_bytes = BASE64.decode(signature["sig"].as_str().unwrap()).unwrap();
@@ -94,11 +74,7 @@ fn a_signed_manifest_verifies_from_its_json_with_an_independent_ed25519_check() 
     // A changed field breaks it.
     let mut tampered = parsed["signed"].clone();
     tampered["size"] = Value::from(4097);
-    assert!(
-        public
-            .verify_strict(independent_canonical(&tampered).as_bytes(), &sig)
-            .is_err()
-    );
+    assert!(public.verify_strict(independent_canonical(&tampered).as_bytes(), &sig).is_err());
 }
 
 #[test]
@@ -132,10 +108,7 @@ fn key_ids_are_the_sha256_of_the_raw_public_key() {
 }
 
 fn cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_nowatch-ota"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_nowatch-ota")).args(args).output().unwrap()
 }
 
 #[test]
@@ -144,10 +117,7 @@ fn the_cli_makes_keys_signs_images_and_verifies_like_a_device() {
     let key = dir.path().join("k.pem");
     let key_arg = key.to_str().unwrap();
     assert!(cli(&["keygen", "--out", key_arg]).status.success());
-    assert!(
-        !cli(&["keygen", "--out", key_arg]).status.success(),
-        "keygen must not overwrite a key"
-    );
+    assert!(!cli(&["keygen", "--out", key_arg]).status.success(), "keygen must not overwrite a key");
 
     let image = dir.path().join("fw.bin");
     let bytes = image_bytes(2, 100_000);
@@ -161,12 +131,8 @@ fn the_cli_makes_keys_signs_images_and_verifies_like_a_device() {
         ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap()
     };
     let digest: [u8; 32] = hex::decode(sha256_hex(&bytes)).unwrap().try_into().unwrap();
-    let sig =
-        ed25519_dalek::Signature::from_slice(&BASE64.decode(signature.trim()).unwrap()).unwrap();
-    signing_key
-        .verifying_key()
-        .verify_strict(&digest, &sig)
-        .unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(&BASE64.decode(signature.trim()).unwrap()).unwrap();
+    signing_key.verifying_key().verify_strict(&digest, &sig).unwrap();
 
     let signer = ManifestSigner::new(signing_key.clone(), Vec::new());
     let manifest = dir.path().join("manifest.json");
@@ -189,27 +155,12 @@ fn the_cli_makes_keys_signs_images_and_verifies_like_a_device() {
         args.extend_from_slice(extra);
         cli(&args)
     };
-    let ok = verify(
-        &["--hardware", "nw-s1", "--current-version", "1.1.0"],
-        &image,
-    );
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let ok = verify(&["--hardware", "nw-s1", "--current-version", "1.1.0"], &image);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8(ok.stdout).unwrap().starts_with("OK:"));
 
-    assert!(
-        !verify(&["--hardware", "nw-s9"], &image).status.success(),
-        "wrong hardware"
-    );
-    assert!(
-        !verify(&["--current-version", "1.2.0"], &image)
-            .status
-            .success(),
-        "not newer"
-    );
+    assert!(!verify(&["--hardware", "nw-s9"], &image).status.success(), "wrong hardware");
+    assert!(!verify(&["--current-version", "1.2.0"], &image).status.success(), "not newer");
     let corrupt = dir.path().join("corrupt.bin");
     let mut flipped = bytes.clone();
     flipped[500] ^= 1;
@@ -217,11 +168,8 @@ fn the_cli_makes_keys_signs_images_and_verifies_like_a_device() {
     let refused = verify(&[], &corrupt);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("SHA-256"));
-    let stranger = BASE64.encode(
-        ed25519_dalek::SigningKey::from_bytes(&[1u8; 32])
-            .verifying_key()
-            .as_bytes(),
-    );
+    let stranger =
+        BASE64.encode(ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]).verifying_key().as_bytes());
     let untrusted = cli(&[
         "verify",
         "--manifest",
@@ -236,23 +184,12 @@ fn the_cli_makes_keys_signs_images_and_verifies_like_a_device() {
 
 #[test]
 fn an_expired_manifest_is_refused() {
-    let signer = ManifestSigner::new(
-        ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]),
-        Vec::new(),
-    );
+    let signer = ManifestSigner::new(ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]), Vec::new());
     let mut expired = body(b"x", "s1");
-    expired.expires_at = (Utc::now() - Duration::seconds(1))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    expired.expires_at = (Utc::now() - Duration::seconds(1)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let envelope = ManifestEnvelope::sign(&expired, &signer).unwrap();
-    let result =
-        nowatch_ota::signing::verify_manifest(&envelope, &signer.trusted_keys(), Utc::now());
-    assert!(matches!(
-        result,
-        Err(nowatch_ota::signing::VerifyError::Expired(_))
-    ));
+    let result = nowatch_ota::signing::verify_manifest(&envelope, &signer.trusted_keys(), Utc::now());
+    assert!(matches!(result, Err(nowatch_ota::signing::VerifyError::Expired(_))));
     let fresh = ManifestEnvelope::sign(&body(b"x", "s1"), &signer).unwrap();
-    assert!(
-        nowatch_ota::signing::verify_manifest(&fresh, &signer.trusted_keys(), Utc::now()).is_ok()
-    );
+    assert!(nowatch_ota::signing::verify_manifest(&fresh, &signer.trusted_keys(), Utc::now()).is_ok());
 }

@@ -1,0 +1,127 @@
+//! `GET`/`HEAD /v1/firmware/{id}/download`: the image, streamed from the store with single
+//! ranges (resuming a broken download), validators for caches, or a redirect to a presigned
+//! S3 URL. Published releases come from the in-memory catalog; admins may also fetch drafts and
+//! revoked releases, which are looked up in the database.
+
+use std::time::Duration;
+
+use actix_web::body::SizedStream;
+use actix_web::http::header;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::auth::OptionalCaller;
+use crate::config::DownloadMode;
+use crate::domain::Sha256Digest;
+use crate::domain::range::RangeRequest;
+use crate::error::ApiError;
+use crate::routes::admin_firmware::parse_id;
+use crate::routes::firmware::if_none_match;
+use crate::services::releases::not_found;
+use crate::state::AppState;
+use crate::storage::{ByteRange, ObjectKey};
+
+struct Image {
+    key: ObjectKey,
+    size: u64,
+    sha256: String,
+    published: bool,
+}
+
+async fn find_image(state: &AppState, id: uuid::Uuid, admin: bool) -> Result<Image, ApiError> {
+    if let Some(offered) = state.catalog.snapshot().by_id.get(&id) {
+        return Ok(Image {
+            key: offered.blob_key.clone(),
+            size: offered.size,
+            sha256: offered.sha256.clone(),
+            published: true,
+        });
+    }
+    // Published releases whose rollouts were all aborted are not in the catalog but stay
+    // downloadable, so a device that started may finish; drafts and revoked ones are admins' only.
+    let release = crate::db::firmware::find(&state.db, id).await?.ok_or_else(|| not_found(id))?;
+    let published = release.row.state == crate::domain::FirmwareState::Published.as_str();
+    if !published && !admin {
+        return Err(not_found(id));
+    }
+    let digest = Sha256Digest::parse(&release.row.sha256).map_err(ApiError::internal)?;
+    Ok(Image {
+        key: ObjectKey::Firmware(digest),
+        size: u64::try_from(release.row.size).map_err(ApiError::internal)?,
+        sha256: release.row.sha256,
+        published,
+    })
+}
+
+pub async fn serve(
+    state: web::Data<AppState>,
+    caller: OptionalCaller,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let caller = caller.0;
+    if caller.is_none() && !state.settings.auth.public_downloads {
+        return Err(crate::auth::AuthError::Missing.into());
+    }
+    let image = find_image(&state, id, caller.as_ref().is_some_and(|c| c.is_admin)).await?;
+    if caller.is_none() && !image.published {
+        return Err(not_found(id));
+    }
+
+    if state.settings.firmware.download_mode == DownloadMode::Redirect {
+        let ttl = Duration::from_secs(state.settings.storage.s3.presign_ttl_s);
+        let url = state.store.presign_get(&image.key, ttl).await?;
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
+    }
+
+    let etag = format!("\"{}\"", image.sha256);
+    let cache_control = if state.settings.auth.public_downloads && image.published {
+        "public, max-age=31536000, immutable"
+    } else {
+        "private, max-age=31536000, immutable"
+    };
+    if if_none_match(&req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, cache_control))
+            .finish());
+    }
+    let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+    // If-Range: resume only if the image is still the one the client started (strong match).
+    let range_valid = match req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        Some(validator) => validator.trim() == etag,
+        None => true,
+    };
+    let range = if range_valid { RangeRequest::parse(range_header, image.size) } else { RangeRequest::Whole };
+
+    let (status, part) = match range {
+        RangeRequest::Whole => (StatusCode::OK, None),
+        RangeRequest::Part { start, end } => (StatusCode::PARTIAL_CONTENT, Some(ByteRange { start, end })),
+        RangeRequest::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable(image.size)),
+    };
+    let length = part.map_or(image.size, |p| p.len());
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, cache_control))
+        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.bin\"")));
+    if let Some(p) = part {
+        response
+            .insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", p.start, p.end, image.size)));
+    }
+    if req.method() == Method::HEAD {
+        // actix sends the length of a sized body for HEAD without the body: no need to open it.
+        return Ok(response.body(SizedStream::new(
+            length,
+            futures_util::stream::empty::<Result<bytes::Bytes, ApiError>>(),
+        )));
+    }
+    let stream = state.store.open(&image.key, part).await?;
+    Ok(response.body(SizedStream::new(length, stream)))
+}

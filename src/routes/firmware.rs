@@ -1,0 +1,244 @@
+//! `firmware`: what watches and the phone app call: the update check, release metadata and
+//! manifests, trusted keys, image downloads and status reports.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use crate::auth::{Caller, OptionalCaller};
+use crate::domain::selection::{Device, select};
+use crate::domain::{Channel, DeviceId, FirmwareState, HardwareId, Version};
+use crate::error::ApiError;
+use crate::routes::admin_firmware::parse_id;
+use crate::routes::download;
+use crate::services::catalog::Offered;
+use crate::services::releases::not_found;
+use crate::services::reports::{self, ReportRequest};
+use crate::state::AppState;
+
+pub fn mount(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/firmware/check").route(web::get().to(check)))
+        .service(web::resource("/v1/firmware/keys").route(web::get().to(keys)))
+        .service(web::resource("/v1/firmware").route(web::get().to(list)))
+        .service(web::resource("/v1/firmware/{id}").route(web::get().to(get_release)))
+        .service(web::resource("/v1/firmware/{id}/manifest").route(web::get().to(manifest)))
+        .service(
+            web::resource("/v1/firmware/{id}/download")
+                .route(web::get().to(download::serve))
+                .route(web::head().to(download::serve)),
+        )
+        .service(web::resource("/v1/firmware/{id}/report").route(web::post().to(report)));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckQuery {
+    hardware: Option<String>,
+    version: Option<String>,
+    device_id: Option<String>,
+    channel: Option<String>,
+}
+
+fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
+    value.as_deref().ok_or_else(|| ApiError::field(name, "is required"))
+}
+
+/// Parses `channel` (default: the most stable) into its rank.
+fn channel_rank(state: &AppState, channel: Option<&str>) -> Result<usize, ApiError> {
+    let channels = &state.settings.firmware.channels;
+    let Some(raw) = channel else { return Ok(0) };
+    let channel = Channel::parse(raw).map_err(|e| ApiError::field("channel", e))?;
+    channels
+        .iter()
+        .position(|c| c == channel.as_str())
+        .ok_or_else(|| ApiError::field("channel", format!("{raw:?} is not one of {}", channels.join(", "))))
+}
+
+/// Where clients reach this service, for download links.
+fn base_url(state: &AppState, req: &HttpRequest) -> String {
+    let configured = state.settings.server.public_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// `GET /v1/firmware/check`: answered from the in-memory catalog, never the database.
+async fn check(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    req: HttpRequest,
+    query: web::Query<CheckQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let hardware = HardwareId::parse(required(&query.hardware, "hardware")?)
+        .map_err(|e| ApiError::field("hardware", e))?;
+    let current =
+        Version::parse(required(&query.version, "version")?).map_err(|e| ApiError::field("version", e))?;
+    let device_id = DeviceId::parse(required(&query.device_id, "device_id")?)
+        .map_err(|e| ApiError::field("device_id", e))?;
+    let rank = channel_rank(&state, query.channel.as_deref())?;
+
+    let snapshot = state.catalog.snapshot();
+    let releases: &[Arc<Offered>] =
+        snapshot.by_hardware.get(hardware.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+    let device = Device { id: &device_id, current: &current, channel_rank: rank };
+    let Some(offer) = select(releases, &device, snapshot.floors.get(hardware.as_str())) else {
+        return Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish());
+    };
+    let release = offer.release;
+    let Some(manifest) = release.manifests.get(&(hardware.to_string(), offer.channel_rank)) else {
+        return Err(ApiError::internal(anyhow::anyhow!("no manifest for {} on {hardware}", release.id)));
+    };
+    let etag = format!("W/\"{}\"", manifest.tag);
+    if if_none_match(&req, &etag) {
+        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
+    }
+    let poll = state.settings.firmware.poll_after_s;
+    let jitter = if poll >= 10 { rand::random_range(0..=poll / 10) } else { 0 };
+    let body = format!(
+        r#"{{"firmware":{},"manifest":{},"download_url":{},"poll_after_s":{}}}"#,
+        release.public_json,
+        manifest.json,
+        serde_json::Value::from(format!("{}/v1/firmware/{}/download", base_url(&state, &req), release.id)),
+        poll - poll / 20 + jitter,
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("application/json")
+        .body(body))
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison) or is `*`.
+pub fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    hardware: Option<String>,
+    channel: Option<String>,
+}
+
+/// `GET /v1/firmware`: published releases visible on a channel, newest first (for changelogs).
+async fn list(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let hardware = HardwareId::parse(required(&query.hardware, "hardware")?)
+        .map_err(|e| ApiError::field("hardware", e))?;
+    let rank = channel_rank(&state, query.channel.as_deref())?;
+    let snapshot = state.catalog.snapshot();
+    let items: Vec<&str> = snapshot
+        .by_hardware
+        .get(hardware.as_str())
+        .into_iter()
+        .flatten()
+        .filter(|r| r.channel_ranks.iter().any(|&c| c <= rank))
+        .map(|r| &*r.public_json)
+        .collect();
+    let body = format!(r#"{{"items":[{}],"total":{}}}"#, items.join(","), items.len());
+    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+}
+
+/// `GET /v1/firmware/{id}`: a published or revoked release's public metadata (drafts are 404).
+async fn get_release(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    if let Some(offered) = state.catalog.snapshot().by_id.get(&id) {
+        return Ok(HttpResponse::Ok().content_type("application/json").body(offered.public_json.to_string()));
+    }
+    let view = crate::services::releases::view(&state, id).await?;
+    if view.state == FirmwareState::Draft.as_str() && !caller.is_admin {
+        return Err(not_found(id));
+    }
+    Ok(HttpResponse::Ok().json(crate::services::catalog::PublicRelease {
+        id: view.id,
+        version: view.version,
+        hardware: view.hardware,
+        size: view.size,
+        sha256: view.sha256,
+        state: view.state,
+        channels: view.channels,
+        release_notes: view.release_notes,
+        min_from_version: view.min_from_version,
+        mandatory: view.mandatory,
+        published_at: view.published_at,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestQuery {
+    hardware: Option<String>,
+    channel: Option<String>,
+}
+
+/// `GET /v1/firmware/{id}/manifest?hardware=&channel=`: the signed manifest of an offered
+/// release. `hardware` may be left out when the release has one; `channel` defaults to the most
+/// stable one it is published on.
+async fn manifest(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    id: web::Path<String>,
+    query: web::Query<ManifestQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let snapshot = state.catalog.snapshot();
+    let release = snapshot.by_id.get(&id).ok_or_else(|| not_found(id))?;
+    let hardware = match (&query.hardware, release.public.hardware.as_slice()) {
+        (Some(h), _) => HardwareId::parse(h).map_err(|e| ApiError::field("hardware", e))?.to_string(),
+        (None, [only]) => only.clone(),
+        (None, _) => {
+            return Err(ApiError::field("hardware", "is required: this release is built for several"));
+        }
+    };
+    let rank = match &query.channel {
+        Some(c) => channel_rank(&state, Some(c))?,
+        None => release.channel_ranks.first().copied().unwrap_or(0),
+    };
+    let manifest = release.manifests.get(&(hardware.clone(), rank)).ok_or_else(|| {
+        ApiError::NotFound(format!("firmware {id} has no manifest for {hardware} on that channel"))
+    })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("W/\"{}\"", manifest.tag)))
+        .content_type("application/json")
+        .body(manifest.json.to_string()))
+}
+
+/// `GET /v1/firmware/keys`: the public keys that verify manifests.
+async fn keys(state: web::Data<AppState>, caller: OptionalCaller) -> Result<HttpResponse, ApiError> {
+    if caller.0.is_none() && !state.settings.auth.public_downloads {
+        return Err(crate::auth::AuthError::Missing.into());
+    }
+    let mut response = HttpResponse::Ok();
+    if state.settings.auth.public_downloads {
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")));
+    }
+    Ok(response.json(serde_json::json!({"keys": state.signer.key_infos()})))
+}
+
+/// `POST /v1/firmware/{id}/report`.
+#[tracing::instrument(skip_all, fields(firmware_id = %id))]
+async fn report(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    id: web::Path<String>,
+    body: web::Json<ReportRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let view = reports::record(&state, parse_id(&id)?, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,277 @@
+//! The in-memory catalog that answers update checks without touching the database: published
+//! releases by hardware (newest first) with their rollout gates, hardware floors, and manifests
+//! signed once per (release, hardware, channel) and re-signed when half their lifetime is gone.
+//!
+//! It is rebuilt after every admin change this instance commits (so an admin's next check sees
+//! it), and every `firmware.catalog_refresh_s` seconds, which bounds how stale another
+//! instance's changes can be and renews manifests before they expire. Rebuilds are serialised,
+//! each reads the database afresh, and readers swap in the new snapshot atomically.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::db::entities::{firmware, firmware_hardware, hardware_floor, rollout};
+use crate::domain::rollout::RolloutState;
+use crate::domain::selection::{Candidate, RolloutGate};
+use crate::domain::{FirmwareState, Version};
+use crate::services::rollouts::current_basis_points;
+use crate::signing::{MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSigner, SPEC_VERSION};
+use crate::storage::ObjectKey;
+
+/// A release's public metadata, as devices and the app see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublicRelease {
+    pub id: Uuid,
+    pub version: String,
+    pub hardware: Vec<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub state: String,
+    pub channels: Vec<String>,
+    pub release_notes: String,
+    pub min_from_version: Option<String>,
+    pub mandatory: bool,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// A manifest, signed, with its JSON ready to send.
+#[derive(Debug)]
+pub struct SignedManifest {
+    pub json: Arc<str>,
+    /// Identifies this exact signed document (for ETags).
+    pub tag: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A release that can be offered.
+#[derive(Debug)]
+pub struct Offered {
+    pub id: Uuid,
+    pub version: Version,
+    pub min_from_version: Option<Version>,
+    pub size: u64,
+    pub sha256: String,
+    pub blob_key: ObjectKey,
+    pub gates: Vec<RolloutGate>,
+    /// Channel ranks it has a rollout on (not aborted).
+    pub channel_ranks: Vec<usize>,
+    pub public: PublicRelease,
+    pub public_json: Arc<str>,
+    /// By (hardware id, channel rank).
+    pub manifests: HashMap<(String, usize), Arc<SignedManifest>>,
+}
+
+impl Candidate for Arc<Offered> {
+    fn version(&self) -> &Version {
+        &self.version
+    }
+    fn min_from_version(&self) -> Option<&Version> {
+        self.min_from_version.as_ref()
+    }
+    fn gates(&self) -> &[RolloutGate] {
+        &self.gates
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Per hardware id, newest first.
+    pub by_hardware: HashMap<String, Vec<Arc<Offered>>>,
+    pub by_id: HashMap<Uuid, Arc<Offered>>,
+    pub floors: HashMap<String, Version>,
+    pub built_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    current: RwLock<Arc<Snapshot>>,
+    /// Held while rebuilding; keeps the signed manifests between rebuilds, keyed by their
+    /// contents without timestamps.
+    signed: tokio::sync::Mutex<HashMap<String, Arc<SignedManifest>>>,
+}
+
+impl Catalog {
+    /// The current snapshot; cheap (an `Arc` clone).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Rebuilds the snapshot from the database.
+    pub async fn refresh(
+        &self,
+        db: &DatabaseConnection,
+        signer: &ManifestSigner,
+        settings: &Settings,
+    ) -> anyhow::Result<()> {
+        let mut signed = self.signed.lock().await;
+        let rows = firmware::Entity::find()
+            .filter(firmware::Column::State.eq(FirmwareState::Published.as_str()))
+            .all(db)
+            .await?;
+        let published: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut hardware: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for link in firmware_hardware::Entity::find().all(db).await? {
+            if published.contains(&link.firmware_id) {
+                hardware.entry(link.firmware_id).or_default().push(link.hardware);
+            }
+        }
+        let mut rollouts: HashMap<Uuid, Vec<rollout::Model>> = HashMap::new();
+        for r in rollout::Entity::find()
+            .filter(rollout::Column::State.ne(RolloutState::Aborted.as_str()))
+            .all(db)
+            .await?
+        {
+            if published.contains(&r.firmware_id) {
+                rollouts.entry(r.firmware_id).or_default().push(r);
+            }
+        }
+        let mut floors = HashMap::new();
+        for floor in hardware_floor::Entity::find().all(db).await? {
+            if let Ok(version) = Version::parse(&floor.min_version) {
+                floors.insert(floor.hardware, version);
+            }
+        }
+
+        let now = Utc::now();
+        let ttl = Duration::seconds(i64::try_from(settings.signing.manifest_ttl_s).unwrap_or(i64::MAX / 2));
+        let mut kept = HashMap::new();
+        let mut snapshot = Snapshot { floors, built_at: Some(now), ..Default::default() };
+        for row in rows {
+            let Some(rollouts) = rollouts.remove(&row.id) else { continue };
+            let mut hw = hardware.remove(&row.id).unwrap_or_default();
+            hw.sort();
+            let offered = build_offered(row, hw, rollouts, &snapshot.floors, settings, |body| {
+                let key = manifest_cache_key(body);
+                let reuse = signed.get(&key).filter(|m| m.expires_at - now > ttl / 2).cloned();
+                let manifest = match reuse {
+                    Some(m) => m,
+                    None => Arc::new(sign(body.clone(), signer, now, ttl)?),
+                };
+                kept.insert(key, manifest.clone());
+                Ok(manifest)
+            })?;
+            let Some(offered) = offered else { continue };
+            let offered = Arc::new(offered);
+            for h in &offered.public.hardware {
+                snapshot.by_hardware.entry(h.clone()).or_default().push(offered.clone());
+            }
+            snapshot.by_id.insert(offered.id, offered);
+        }
+        for releases in snapshot.by_hardware.values_mut() {
+            releases.sort_by(|a, b| b.version.cmp(&a.version));
+        }
+        *signed = kept;
+        let snapshot = Arc::new(snapshot);
+        match self.current.write() {
+            Ok(mut guard) => *guard = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+        Ok(())
+    }
+}
+
+fn build_offered(
+    row: firmware::Model,
+    hardware: Vec<String>,
+    rollouts: Vec<rollout::Model>,
+    floors: &HashMap<String, Version>,
+    settings: &Settings,
+    mut manifest_for: impl FnMut(&ManifestBody) -> anyhow::Result<Arc<SignedManifest>>,
+) -> anyhow::Result<Option<Offered>> {
+    let channels = &settings.firmware.channels;
+    let version = Version::parse(&row.version)?;
+    let min_from_version = row.min_from_version.as_deref().map(Version::parse).transpose()?;
+    let mut gates = Vec::new();
+    for r in &rollouts {
+        // A rollout on a channel since removed from the configuration is offered to no one.
+        let Some(rank) = channels.iter().position(|c| *c == r.channel) else { continue };
+        let Ok(salt) = hex::decode(&r.salt) else { continue };
+        let Ok(state) = RolloutState::parse(&r.state) else { continue };
+        gates.push(RolloutGate { channel_rank: rank, state, basis_points: current_basis_points(r), salt });
+    }
+    if gates.is_empty() {
+        return Ok(None);
+    }
+    let mut channel_ranks: Vec<usize> = gates.iter().map(|g| g.channel_rank).collect();
+    channel_ranks.sort();
+    channel_ranks.dedup();
+    let public = PublicRelease {
+        id: row.id,
+        version: row.version.clone(),
+        hardware: hardware.clone(),
+        size: row.size,
+        sha256: row.sha256.clone(),
+        state: row.state.clone(),
+        channels: channel_ranks.iter().map(|&r| channels[r].clone()).collect(),
+        release_notes: row.release_notes.clone(),
+        min_from_version: row.min_from_version.clone(),
+        mandatory: row.mandatory,
+        published_at: row.published_at,
+    };
+    let mut manifests = HashMap::new();
+    for h in &hardware {
+        for &rank in &channel_ranks {
+            let body = ManifestBody {
+                kind: MANIFEST_TYPE.into(),
+                spec_version: SPEC_VERSION.into(),
+                firmware_id: row.id.to_string(),
+                version: row.version.clone(),
+                hardware: hardware.clone(),
+                channel: channels[rank].clone(),
+                size: u64::try_from(row.size)?,
+                sha256: row.sha256.clone(),
+                min_version: floors.get(h).map(|f| f.to_string()),
+                min_from_version: row.min_from_version.clone(),
+                mandatory: row.mandatory,
+                issued_at: String::new(),
+                expires_at: String::new(),
+                release_signature: row.release_signature.clone(),
+            };
+            manifests.insert((h.clone(), rank), manifest_for(&body)?);
+        }
+    }
+    let digest =
+        crate::domain::Sha256Digest::parse(&row.sha256).map_err(|e| anyhow::anyhow!("stored sha256: {e}"))?;
+    Ok(Some(Offered {
+        id: row.id,
+        version,
+        min_from_version,
+        size: u64::try_from(row.size)?,
+        sha256: row.sha256,
+        blob_key: ObjectKey::Firmware(digest),
+        gates,
+        channel_ranks,
+        public_json: serde_json::to_string(&public)?.into(),
+        public,
+        manifests,
+    }))
+}
+
+/// What a manifest says, without its timestamps: equal keys can share one signature.
+fn manifest_cache_key(body: &ManifestBody) -> String {
+    serde_json::to_string(body).unwrap_or_default()
+}
+
+fn sign(
+    mut body: ManifestBody,
+    signer: &ManifestSigner,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> anyhow::Result<SignedManifest> {
+    let format = "%Y-%m-%dT%H:%M:%SZ";
+    body.issued_at = now.format(format).to_string();
+    let expires_at = now + ttl;
+    body.expires_at = expires_at.format(format).to_string();
+    let envelope = ManifestEnvelope::sign(&body, signer)?;
+    let tag = envelope.signatures.first().map(|s| s.sig.chars().take(22).collect()).unwrap_or_default();
+    Ok(SignedManifest { json: serde_json::to_string(&envelope)?.into(), tag, expires_at })
+}
