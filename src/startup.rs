@@ -160,8 +160,19 @@ fn default_message(status: StatusCode, method: &actix_web::http::Method, path: &
     }
 }
 
-/// Periodic maintenance: the storage sweep and the catalog refresh.
+/// Periodic maintenance: rollout evaluation, the catalog refresh and the storage sweep.
 fn spawn_background_tasks(state: web::Data<AppState>) {
+    let engine_state = state.clone();
+    let every_tick = Duration::from_secs(state.settings.rollout.tick_interval_s);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every_tick);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = crate::services::rollout_engine::tick(&engine_state, chrono::Utc::now()).await {
+                tracing::error!(error = %e, "rollout evaluation failed");
+            }
+        }
+    });
     let catalog_state = state.clone();
     let every_catalog = Duration::from_secs(state.settings.firmware.catalog_refresh_s);
     tokio::spawn(async move {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::entities::rollout_event;
+use super::entities::{rollout, rollout_event};
 use crate::signing::canonical_json;
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -72,7 +72,14 @@ pub async fn append(
         created_at: Set(at),
         ..Default::default()
     };
-    rollout_event::Entity::insert(model).exec_with_returning(db).await
+    let event = rollout_event::Entity::insert(model).exec_with_returning(db).await?;
+    rollout::Entity::update_many()
+        .col_expr(rollout::Column::EventCount, sea_orm::sea_query::Expr::value(event.seq))
+        .col_expr(rollout::Column::ChainHead, sea_orm::sea_query::Expr::value(event.hash.clone()))
+        .filter(rollout::Column::Id.eq(rollout_id))
+        .exec(db)
+        .await?;
+    Ok(event)
 }
 
 /// The events of a rollout, in order.
@@ -93,10 +100,13 @@ pub enum ChainError {
     BrokenLink(i32),
     #[error("event {0} was altered: its hash does not match its contents")]
     Altered(i32),
+    #[error("the chain does not end where the rollout says: events were removed from its end")]
+    Truncated,
 }
 
-/// Checks a rollout's events, in `seq` order, from the first.
-pub fn verify_chain(events: &[rollout_event::Model]) -> Result<(), ChainError> {
+/// Checks a rollout's events, in `seq` order, from the first, against the anchor kept in the
+/// rollout row (`event_count`, `chain_head`).
+pub fn verify_chain(events: &[rollout_event::Model], anchor: &rollout::Model) -> Result<(), ChainError> {
     let mut prev_hash = GENESIS_HASH.to_owned();
     for (i, event) in events.iter().enumerate() {
         let expected_seq = i as i32 + 1;
@@ -118,6 +128,11 @@ pub fn verify_chain(events: &[rollout_event::Model]) -> Result<(), ChainError> {
             return Err(ChainError::Altered(event.seq));
         }
         prev_hash = event.hash.clone();
+    }
+    let count_matches = usize::try_from(anchor.event_count).is_ok_and(|n| n == events.len());
+    let head_matches = events.last().map_or(anchor.chain_head.is_empty(), |e| e.hash == anchor.chain_head);
+    if !count_matches || !head_matches {
+        return Err(ChainError::Truncated);
     }
     Ok(())
 }

@@ -154,6 +154,128 @@ impl RolloutState {
     }
 }
 
+/// A manual control an admin sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Pause,
+    Resume,
+    Advance,
+    Abort,
+}
+
+impl Command {
+    /// The event kind it records.
+    pub fn event_kind(&self) -> &'static str {
+        match self {
+            Self::Pause => "paused",
+            Self::Resume => "resumed",
+            Self::Advance => "advanced",
+            Self::Abort => "aborted",
+        }
+    }
+}
+
+/// Where a rollout stands: its state and its stage index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub state: RolloutState,
+    pub stage: usize,
+}
+
+impl Position {
+    /// The next stage, or completion after the last.
+    fn advanced(self, stage_count: usize) -> Self {
+        if self.stage + 1 >= stage_count {
+            Self { state: RolloutState::Completed, stage: self.stage }
+        } else {
+            Self { stage: self.stage + 1, ..self }
+        }
+    }
+}
+
+/// What `command` does to a rollout at `at`, or why it cannot: pause only an active rollout;
+/// resume a paused or halted one (an admin who judged the failures unrelated); advance an active
+/// or paused one (past the last stage it completes); abort anything not already aborted.
+pub fn apply(command: Command, at: Position, stage_count: usize) -> Result<Position, String> {
+    use RolloutState::*;
+    let to = match (command, at.state) {
+        (Command::Pause, Active) => Position { state: Paused, ..at },
+        (Command::Resume, Paused | Halted) => Position { state: Active, ..at },
+        (Command::Advance, Active | Paused) => at.advanced(stage_count),
+        (Command::Abort, Active | Paused | Halted | Completed) => Position { state: Aborted, ..at },
+        (command, state) => return Err(format!("cannot {} a rollout that is {state}", command.verb())),
+    };
+    Ok(to)
+}
+
+impl Command {
+    fn verb(&self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Advance => "advance",
+            Self::Abort => "abort",
+        }
+    }
+}
+
+/// Health figures of a rollout: devices whose latest report is `installed` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcomes {
+    pub installed: u64,
+    pub failed: u64,
+}
+
+impl Outcomes {
+    pub fn total(&self) -> u64 {
+        self.installed + self.failed
+    }
+
+    /// `failed / (installed + failed)`, if there is any outcome.
+    pub fn failure_rate(&self) -> Option<f64> {
+        (self.total() > 0).then(|| self.failed as f64 / self.total() as f64)
+    }
+}
+
+/// The thresholds a rollout was published with.
+#[derive(Debug, Clone, Copy)]
+pub struct Health {
+    pub max_failure_rate: f64,
+    pub min_reports: u64,
+}
+
+/// What the background evaluation decides for a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Enough outcomes and too many failures: stop offering it.
+    Halt,
+    /// The stage's minimum duration has passed with a healthy rate.
+    Advance(Position),
+}
+
+/// Evaluates an active or paused rollout: it halts (whatever the stage's age) when at least
+/// `min_reports` outcomes show a failure rate above `max_failure_rate`; an active rollout whose
+/// stage has lasted `min_duration_s` advances, completing after the last stage.
+pub fn evaluate(
+    at: Position,
+    stages: &Stages,
+    health: Health,
+    outcomes: Outcomes,
+    stage_age_s: i64,
+) -> Option<Decision> {
+    if !matches!(at.state, RolloutState::Active | RolloutState::Paused) {
+        return None;
+    }
+    if outcomes.total() >= health.min_reports
+        && outcomes.failure_rate().is_some_and(|rate| rate > health.max_failure_rate)
+    {
+        return Some(Decision::Halt);
+    }
+    let stage = stages.as_slice().get(at.stage)?;
+    let due = u64::try_from(stage_age_s).is_ok_and(|age| age >= stage.min_duration_s);
+    (at.state == RolloutState::Active && due).then(|| Decision::Advance(at.advanced(stages.as_slice().len())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +295,70 @@ mod tests {
         assert!(stages(&[(10.0, 0), (50.0, 0)]).is_err());
         assert!(stages(&[(0.0, 0), (100.0, 0)]).is_err());
         assert!(stages(&[(150.0, 0)]).is_err());
+    }
+
+    fn at(state: RolloutState, stage: usize) -> Position {
+        Position { state, stage }
+    }
+
+    #[test]
+    fn commands_follow_the_state_machine() {
+        use RolloutState::*;
+        assert_eq!(apply(Command::Pause, at(Active, 1), 3), Ok(at(Paused, 1)));
+        assert!(apply(Command::Pause, at(Paused, 1), 3).is_err());
+        assert_eq!(apply(Command::Resume, at(Halted, 1), 3), Ok(at(Active, 1)));
+        assert!(apply(Command::Resume, at(Active, 1), 3).is_err());
+        assert_eq!(apply(Command::Advance, at(Active, 1), 3), Ok(at(Active, 2)));
+        assert_eq!(apply(Command::Advance, at(Active, 2), 3), Ok(at(Completed, 2)));
+        assert!(apply(Command::Advance, at(Halted, 1), 3).is_err());
+        assert_eq!(apply(Command::Abort, at(Completed, 2), 3), Ok(at(Aborted, 2)));
+        assert!(apply(Command::Abort, at(Aborted, 2), 3).is_err());
+    }
+
+    #[test]
+    fn evaluation_halts_on_failures_and_advances_when_due() {
+        use RolloutState::*;
+        let plan = stages(&[(10.0, 60), (100.0, 0)]).unwrap();
+        let health = Health { max_failure_rate: 0.1, min_reports: 10 };
+        let ok = Outcomes { installed: 20, failed: 2 };
+        let bad = Outcomes { installed: 8, failed: 3 };
+        let few = Outcomes { installed: 0, failed: 9 };
+        assert_eq!(evaluate(at(Active, 0), &plan, health, bad, 0), Some(Decision::Halt));
+        assert_eq!(evaluate(at(Paused, 0), &plan, health, bad, 0), Some(Decision::Halt));
+        assert_eq!(evaluate(at(Active, 0), &plan, health, few, 0), None, "below min_reports");
+        assert_eq!(evaluate(at(Active, 0), &plan, health, ok, 59), None);
+        assert_eq!(evaluate(at(Active, 0), &plan, health, ok, 60), Some(Decision::Advance(at(Active, 1))));
+        assert_eq!(evaluate(at(Active, 1), &plan, health, ok, 0), Some(Decision::Advance(at(Completed, 1))));
+        assert_eq!(evaluate(at(Paused, 0), &plan, health, ok, 600), None, "paused rollouts do not ramp");
+        assert_eq!(evaluate(at(Halted, 0), &plan, health, bad, 600), None);
+    }
+
+    #[test]
+    fn about_the_stage_percent_of_random_devices_are_admitted() {
+        let mut seed = 0x1234_5678_u64;
+        let devices: Vec<DeviceId> = (0..100_000)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                DeviceId::parse(&format!("dev-{seed:016x}")).unwrap()
+            })
+            .collect();
+        let salt = hex::decode("00112233445566778899aabbccddeeff").unwrap();
+        for percent in [1u32, 5, 10, 25, 50, 90] {
+            let admitted = devices.iter().filter(|d| admits(&salt, d, percent * 100)).count();
+            let share = admitted as f64 / devices.len() as f64 * 100.0;
+            assert!((share - f64::from(percent)).abs() < 1.0, "{percent}%: admitted {share:.2}%");
+        }
+    }
+
+    #[test]
+    fn different_salts_pick_different_devices() {
+        let devices: Vec<DeviceId> =
+            (0..10_000).map(|i| DeviceId::parse(&format!("watch-{i}")).unwrap()).collect();
+        let pick = |salt: &[u8]| -> Vec<bool> { devices.iter().map(|d| admits(salt, d, 1000)).collect() };
+        let (a, b) = (pick(b"salt-a"), pick(b"salt-b"));
+        let both = a.iter().zip(&b).filter(|(x, y)| **x && **y).count();
+        let in_a = a.iter().filter(|x| **x).count();
+        assert!(both < in_a / 4, "{both} of {in_a} devices were first under both salts");
     }
 
     #[test]

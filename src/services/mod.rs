@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod floors;
 pub mod releases;
 pub mod reports;
+pub mod rollout_engine;
 pub mod rollouts;
 pub mod sweep;
 pub mod upload;

@@ -244,6 +244,8 @@ pub async fn publish(
         stage_started_at: now,
         created_at: now,
         updated_at: now,
+        event_count: 0,
+        chain_head: String::new(),
     };
     rollout::ActiveModel::from(rollout.clone()).insert(&txn).await?;
     let detail = serde_json::json!({

@@ -6,16 +6,16 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QuerySelect, Set,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::db::entities::{device_report, rollout, rollout_event};
+use crate::db::entities::{device, device_report, rollout, rollout_event};
 use crate::db::rollout_events;
-use crate::domain::ReportStatus;
-use crate::domain::rollout::{RolloutState, Stages};
+use crate::domain::rollout::{Command, Position, RolloutState, Stages, apply, bucket};
+use crate::domain::{DeviceId, ReportStatus};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -129,9 +129,9 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
         min_reports: row.min_reports,
         failure_rate: failure_rate(&counts),
         counts,
-        chain_valid: rollout_events::verify_chain(&events).is_ok(),
+        chain_valid: rollout_events::verify_chain(&events, &row).is_ok(),
         events: events.into_iter().map(EventView::from).collect(),
-        created_by: row.created_by,
+        created_by: row.created_by.clone(),
         stage_started_at: row.stage_started_at,
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -175,11 +175,150 @@ pub async fn transition(
     detail: Value,
     now: DateTime<Utc>,
 ) -> Result<rollout::Model, DbErr> {
+    let to = Position { state: to, stage: usize::try_from(row.current_stage).unwrap_or(0) };
+    move_to(db, row, to, actor, kind, detail, now).await
+}
+
+/// Moves a rollout to a new position (state and stage) and records the event with the figures
+/// of the move; a new stage or a resume starts the stage clock again.
+pub async fn move_to(
+    db: &impl ConnectionTrait,
+    row: rollout::Model,
+    to: Position,
+    actor: &str,
+    kind: &str,
+    mut detail: Value,
+    now: DateTime<Utc>,
+) -> Result<rollout::Model, DbErr> {
     let id = row.id;
+    let from_stage = row.current_stage;
+    let to_stage = i32::try_from(to.stage).unwrap_or(i32::MAX);
+    if let Value::Object(fields) = &mut detail {
+        fields.insert("from_state".into(), row.state.clone().into());
+        fields.insert("to_state".into(), to.state.as_str().into());
+        fields.insert("from_stage".into(), from_stage.into());
+        fields.insert("to_stage".into(), to_stage.into());
+    }
+    let restart_clock = to_stage != from_stage || (to.state == RolloutState::Active && row.state != "active");
     let mut active = row.into_active_model();
-    active.state = Set(to.as_str().to_owned());
+    active.state = Set(to.state.as_str().to_owned());
+    active.current_stage = Set(to_stage);
+    if restart_clock {
+        active.stage_started_at = Set(now);
+    }
     active.updated_at = Set(now);
     let updated = active.update(db).await?;
     rollout_events::append(db, id, actor, kind, detail, now).await?;
     Ok(updated)
+}
+
+/// The position of a stored rollout.
+pub fn position(row: &rollout::Model) -> Result<Position, ApiError> {
+    Ok(Position {
+        state: RolloutState::parse(&row.state).map_err(ApiError::internal)?,
+        stage: usize::try_from(row.current_stage).map_err(ApiError::internal)?,
+    })
+}
+
+/// `pause`, `resume`, `advance` or `abort`, by an admin.
+pub async fn control(
+    state: &AppState,
+    id: Uuid,
+    command: Command,
+    actor: &str,
+) -> Result<RolloutView, ApiError> {
+    let txn = state.db.begin().await?;
+    let row = rollout::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("rollout {id} not found")))?;
+    let stages = Stages::from_json(&row.stages).map_err(ApiError::internal)?;
+    let to = apply(command, position(&row)?, stages.as_slice().len()).map_err(ApiError::Conflict)?;
+    let kind = if to.state == RolloutState::Completed { "completed" } else { command.event_kind() };
+    move_to(&txn, row, to, actor, kind, json!({}), Utc::now()).await?;
+    txn.commit().await?;
+    state.catalog_changed().await;
+    view(state, id).await
+}
+
+/// Rollouts, newest first, optionally in one state.
+pub async fn list(state: &AppState, filter: Option<RolloutState>) -> Result<Vec<RolloutSummary>, ApiError> {
+    let mut query = rollout::Entity::find().order_by_desc(rollout::Column::CreatedAt);
+    if let Some(s) = filter {
+        query = query.filter(rollout::Column::State.eq(s.as_str()));
+    }
+    let rows = query.limit(500).all(&state.db).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| RolloutSummary {
+            id: row.id,
+            firmware_id: row.firmware_id,
+            channel: row.channel.clone(),
+            state: row.state.clone(),
+            stage: row.current_stage,
+            percent: current_percent(&row),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+        .collect())
+}
+
+#[derive(Debug, Serialize)]
+pub struct RolloutSummary {
+    pub id: Uuid,
+    pub firmware_id: Uuid,
+    pub channel: String,
+    pub state: String,
+    pub stage: i32,
+    pub percent: f64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StagePreview {
+    pub stage: usize,
+    pub percent: f64,
+    pub devices: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub rollout_id: Uuid,
+    pub hardware: Vec<String>,
+    /// Known devices (from their reports) of the release's hardware.
+    pub known_devices: u64,
+    pub stages: Vec<StagePreview>,
+}
+
+/// A dry run: how many known devices of the release's hardware each stage would admit.
+pub async fn preview(state: &AppState, id: Uuid) -> Result<Preview, ApiError> {
+    let row = rollout::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("rollout {id} not found")))?;
+    let stages = Stages::from_json(&row.stages).map_err(ApiError::internal)?;
+    let salt = hex::decode(&row.salt).map_err(ApiError::internal)?;
+    let hardware =
+        crate::db::firmware::find(&state.db, row.firmware_id).await?.map(|r| r.hardware).unwrap_or_default();
+    let ids: Vec<String> = device::Entity::find()
+        .select_only()
+        .column(device::Column::DeviceId)
+        .filter(device::Column::Hardware.is_in(hardware.clone()))
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    let buckets: Vec<u32> =
+        ids.iter().filter_map(|id| DeviceId::parse(id).ok()).map(|d| bucket(&salt, &d)).collect();
+    let stages = stages
+        .as_slice()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StagePreview {
+            stage: i,
+            percent: s.percent(),
+            devices: buckets.iter().filter(|b| **b < s.basis_points).count() as u64,
+        })
+        .collect();
+    Ok(Preview { rollout_id: id, hardware, known_devices: buckets.len() as u64, stages })
 }

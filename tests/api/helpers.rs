@@ -69,6 +69,8 @@ pub async fn base_env(dir: &tempfile::TempDir) -> HashMap<String, String> {
     env.insert("NOWATCH_OTA__SERVER__PORT".into(), "0".into());
     env.insert("NOWATCH_OTA__SERVER__WORKERS".into(), "2".into());
     env.insert("NOWATCH_OTA__LOG__LEVEL".into(), "warn".into());
+    // Tests drive rollout evaluation themselves, with their own clock.
+    env.insert("NOWATCH_OTA__ROLLOUT__TICK_INTERVAL_S".into(), "86400".into());
     env.insert("NOWATCH_OTA__STORAGE__FS__ROOT".into(), root.join("blobs").display().to_string());
     env.insert(
         "NOWATCH_OTA__SIGNING__RELEASE_KEYS_DIR".into(),

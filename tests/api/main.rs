@@ -10,6 +10,7 @@ mod config;
 mod device;
 mod errors;
 mod health;
+mod rollouts;
 mod signing;
 mod storage;
 mod upload;

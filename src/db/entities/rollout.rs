@@ -19,6 +19,9 @@ pub struct Model {
     pub stage_started_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// How many events the chain holds, and the newest one's hash: the chain's anchor.
+    pub event_count: i32,
+    pub chain_head: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
