@@ -82,7 +82,8 @@ fn mount(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .configure(routes::admin_firmware::mount)
     .configure(routes::admin_hardware::mount)
     .configure(routes::admin_rollouts::mount)
-    .configure(routes::firmware::mount);
+    .configure(routes::firmware::mount)
+    .configure(routes::metrics::mount);
 }
 
 fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
@@ -119,10 +120,18 @@ async fn request_context(
     req.extensions_mut().insert(request_id.clone());
     let method = req.method().clone();
     let path = req.path().to_owned();
+    let started = std::time::Instant::now();
     // Handler and extractor errors arrive as responses carrying the error; an `Err` here could
     // only come from inner middleware, and actix renders it itself.
     let mut response = next.call(req).await?.map_into_boxed_body();
     let status = response.status();
+    if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
+        // The route pattern, never the raw path: ids would make every request its own series.
+        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+        let labels = [method.as_str(), route.as_str()];
+        state.metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+        state.metrics.http_requests.with_label_values(&[labels[0], labels[1], status.as_str()]).inc();
+    }
     let pass_through = response.response().extensions().get::<PassThrough>().is_some();
     if status.as_u16() >= 400 && !pass_through {
         let api_error = response.response().error().and_then(|e| e.as_error::<ApiError>());

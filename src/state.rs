@@ -4,6 +4,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::JwtVerifier;
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
 use crate::signing::{ManifestSigner, ReleaseKeys};
 use crate::storage::BlobStore;
@@ -17,6 +18,7 @@ pub struct AppState {
     pub jwt: JwtVerifier,
     /// What update checks answer from, without the database.
     pub catalog: Catalog,
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -37,7 +39,16 @@ impl AppState {
             crate::db::migrate(&db).await?;
         }
         let store = BlobStore::from_settings(&settings.storage).await?;
-        let state = Self { settings, db, store, signer, release_keys, jwt, catalog: Catalog::default() };
+        let state = Self {
+            settings,
+            db,
+            store,
+            signer,
+            release_keys,
+            jwt,
+            catalog: Catalog::default(),
+            metrics: Metrics::new()?,
+        };
         state.catalog.refresh(&state.db, &state.signer, &state.settings).await?;
         Ok(state)
     }

@@ -83,6 +83,7 @@ async fn upload_release(
         None => return Err(ApiError::bad_request("file: missing part")),
     };
     let staged = state.store.put_staging(file, state.settings.firmware.max_upload_bytes).await?;
+    state.metrics.upload_bytes.inc_by(staged.size);
     if let Some(extra) = next_part(&mut multipart).await.transpose() {
         state.store.delete(&staged.key).await.ok();
         let name = extra.ok().and_then(|f| f.name().map(str::to_owned)).unwrap_or_default();

@@ -9,6 +9,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::TryStreamExt;
 
 use crate::auth::OptionalCaller;
 use crate::config::DownloadMode;
@@ -122,6 +123,8 @@ pub async fn serve(
             futures_util::stream::empty::<Result<bytes::Bytes, ApiError>>(),
         )));
     }
-    let stream = state.store.open(&image.key, part).await?;
+    let counter = state.metrics.download_bytes.clone();
+    let stream =
+        state.store.open(&image.key, part).await?.inspect_ok(move |chunk| counter.inc_by(chunk.len() as u64));
     Ok(response.body(SizedStream::new(length, stream)))
 }

@@ -86,6 +86,7 @@ async fn check(
         snapshot.by_hardware.get(hardware.as_str()).map(Vec::as_slice).unwrap_or(&[]);
     let device = Device { id: &device_id, current: &current, channel_rank: rank };
     let Some(offer) = select(releases, &device, snapshot.floors.get(hardware.as_str())) else {
+        state.metrics.update_checks.with_label_values(&["none"]).inc();
         return Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish());
     };
     let release = offer.release;
@@ -94,8 +95,10 @@ async fn check(
     };
     let etag = format!("W/\"{}\"", manifest.tag);
     if if_none_match(&req, &etag) {
+        state.metrics.update_checks.with_label_values(&["not_modified"]).inc();
         return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
     }
+    state.metrics.update_checks.with_label_values(&["offered"]).inc();
     let poll = state.settings.firmware.poll_after_s;
     let jitter = if poll >= 10 { rand::random_range(0..=poll / 10) } else { 0 };
     let body = format!(

@@ -7,3 +7,4 @@ pub mod admin_rollouts;
 pub mod download;
 pub mod firmware;
 pub mod health;
+pub mod metrics;

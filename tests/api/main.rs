@@ -10,6 +10,7 @@ mod config;
 mod device;
 mod errors;
 mod health;
+mod operations;
 mod rollouts;
 mod signing;
 mod storage;

@@ -1,0 +1,82 @@
+//! Prometheus metrics, one registry per application: HTTP requests by route pattern (never the
+//! raw path, which would explode the label set) and status, latency histograms, image bytes in
+//! and out, update-check outcomes, rollout states (read at scrape time) and proxy traffic.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub upload_bytes: IntCounter,
+    pub download_bytes: IntCounter,
+    pub update_checks: IntCounterVec,
+    pub rollouts: IntGaugeVec,
+    pub proxy_requests: IntCounterVec,
+    pub proxy_upstream_errors: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some("nowatch_ota".into()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by method, route pattern and status"),
+            &["method", "route", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to the response head, by route pattern",
+            )
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+            &["method", "route"],
+        )?;
+        let upload_bytes = IntCounter::new("upload_bytes_total", "Image bytes received by uploads")?;
+        let download_bytes = IntCounter::new("download_bytes_total", "Image bytes sent by downloads")?;
+        let update_checks = IntCounterVec::new(
+            Opts::new("update_checks_total", "Update checks by outcome: offered, none, not_modified"),
+            &["outcome"],
+        )?;
+        let rollouts = IntGaugeVec::new(Opts::new("rollouts", "Rollouts by state"), &["state"])?;
+        let proxy_requests = IntCounterVec::new(
+            Opts::new("proxy_requests_total", "Requests forwarded to the backend, by API tag and status"),
+            &["tag", "status"],
+        )?;
+        let proxy_upstream_errors = IntCounterVec::new(
+            Opts::new("proxy_upstream_errors_total", "Forwarding failures by API tag and kind"),
+            &["tag", "kind"],
+        )?;
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(upload_bytes.clone()),
+            Box::new(download_bytes.clone()),
+            Box::new(update_checks.clone()),
+            Box::new(rollouts.clone()),
+            Box::new(proxy_requests.clone()),
+            Box::new(proxy_upstream_errors.clone()),
+        ] {
+            registry.register(collector)?;
+        }
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            upload_bytes,
+            download_bytes,
+            update_checks,
+            rollouts,
+            proxy_requests,
+            proxy_upstream_errors,
+        })
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> prometheus::Result<String> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
