@@ -23,7 +23,7 @@ COPY --from=build /src/target/release/nowatch-ota /usr/local/bin/nowatch-ota
 COPY keys/release /etc/nowatch-ota/release-keys
 WORKDIR /var/lib/nowatch-ota
 RUN mkdir -p data && chown -R nowatch /var/lib/nowatch-ota
-USER nowatch
+USER 10001
 ENV NOWATCH_OTA__SERVER__HOST=0.0.0.0 \
     NOWATCH_OTA__SERVER__PORT=8080 \
     NOWATCH_OTA__SIGNING__RELEASE_KEYS_DIR=/etc/nowatch-ota/release-keys \
@@ -31,6 +31,6 @@ ENV NOWATCH_OTA__SERVER__HOST=0.0.0.0 \
 VOLUME ["/var/lib/nowatch-ota/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
-    CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+    CMD ["curl", "-fsS", "http://127.0.0.1:8080/healthz"]
 ENTRYPOINT ["/usr/local/bin/nowatch-ota"]
 CMD ["serve"]

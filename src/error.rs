@@ -114,7 +114,7 @@ impl ResponseError for ApiError {
 }
 
 /// The NOWATCH error shape.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     pub status_code: u16,

@@ -83,7 +83,8 @@ fn mount(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .configure(routes::admin_hardware::mount)
     .configure(routes::admin_rollouts::mount)
     .configure(routes::firmware::mount)
-    .configure(routes::metrics::mount);
+    .configure(routes::metrics::mount)
+    .configure(routes::docs::mount);
 }
 
 fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {

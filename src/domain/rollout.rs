@@ -9,7 +9,7 @@ use super::{DeviceId, ParseError};
 pub const FULL_BASIS_POINTS: u32 = 10_000;
 
 /// One stage as clients send it: `{percent, min_duration_s}`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageInput {
     pub percent: f64,

@@ -10,7 +10,11 @@ use crate::auth::AdminUser;
 use crate::db::firmware::ListFilter;
 use crate::domain::{FirmwareState, HardwareId};
 use crate::error::ApiError;
+#[allow(unused_imports)] // named in the OpenAPI annotations
+use crate::openapi::{ReleasePage, UploadForm};
+use crate::services::releases::ReleaseView;
 use crate::services::releases::{self, PublishRequest, ReleasePatch, RevokeRequest};
+use crate::services::rollouts::RolloutView;
 use crate::services::upload::{self, UploadMetadata, UploadOutcome};
 use crate::state::AppState;
 
@@ -42,8 +46,9 @@ async fn next_part(multipart: &mut Multipart) -> Result<Option<Field>, ApiError>
     multipart.try_next().await.map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))
 }
 
+#[utoipa::path(post, path = "/v1/admin/firmware", tag = "admin-firmware", security(("bearer" = [])), request_body(content = UploadForm, content_type = "multipart/form-data", description = "A `metadata` JSON part first, then the `file` part"), responses((status = 201, description = "A new draft release", body = ReleaseView), (status = 200, description = "The same version and bytes were uploaded before: that release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody), (status = 413, description = "Too large", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
-async fn upload_release(
+pub async fn upload_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     mut multipart: Multipart,
@@ -101,14 +106,15 @@ async fn upload_release(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub struct ListQuery {
     hardware: Option<String>,
     state: Option<String>,
     page: Option<u64>,
     per_page: Option<u64>,
 }
 
-async fn list_releases(
+#[utoipa::path(get, path = "/v1/admin/firmware", tag = "admin-firmware", security(("bearer" = [])), params(("hardware" = Option<String>, Query, description = "Only releases for this hardware id"), ("state" = Option<String>, Query, description = "draft, published or revoked"), ("page" = Option<u64>, Query, description = "From 1"), ("per_page" = Option<u64>, Query, description = "1 to 200, default 50")), responses((status = 200, description = "Newest first", body = ReleasePage), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody)))]
+pub async fn list_releases(
     state: web::Data<AppState>,
     _admin: AdminUser,
     query: web::Query<ListQuery>,
@@ -136,7 +142,8 @@ async fn list_releases(
     Ok(HttpResponse::Ok().json(releases::list(&state, &filter, page, per_page).await?))
 }
 
-async fn get_release(
+#[utoipa::path(get, path = "/v1/admin/firmware/{id}", operation_id = "admin_get_release", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), responses((status = 200, description = "The release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+pub async fn get_release(
     state: web::Data<AppState>,
     _admin: AdminUser,
     id: web::Path<String>,
@@ -144,8 +151,9 @@ async fn get_release(
     Ok(HttpResponse::Ok().json(releases::view(&state, parse_id(&id)?).await?))
 }
 
+#[utoipa::path(patch, path = "/v1/admin/firmware/{id}", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = ReleasePatch, responses((status = 200, description = "The edited release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
-async fn patch_release(
+pub async fn patch_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,
@@ -154,8 +162,9 @@ async fn patch_release(
     Ok(HttpResponse::Ok().json(releases::patch(&state, parse_id(&id)?, body.into_inner()).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/firmware/{id}", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
-async fn delete_release(
+pub async fn delete_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,
@@ -164,8 +173,9 @@ async fn delete_release(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/v1/admin/firmware/{id}/publish", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = PublishRequest, responses((status = 201, description = "The new rollout", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
-async fn publish_release(
+pub async fn publish_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,
@@ -177,8 +187,9 @@ async fn publish_release(
         .json(rollout))
 }
 
+#[utoipa::path(post, path = "/v1/admin/firmware/{id}/revoke", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = RevokeRequest, responses((status = 200, description = "The revoked release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
-async fn revoke_release(
+pub async fn revoke_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,

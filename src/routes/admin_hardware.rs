@@ -5,6 +5,8 @@ use actix_web::{HttpResponse, web};
 use crate::auth::AdminUser;
 use crate::domain::HardwareId;
 use crate::error::ApiError;
+#[allow(unused_imports)] // named in the OpenAPI annotations
+use crate::services::floors::FloorView;
 use crate::services::floors::{self, FloorRequest};
 use crate::state::AppState;
 
@@ -20,7 +22,8 @@ fn parse_hardware(raw: &str) -> Result<HardwareId, ApiError> {
     HardwareId::parse(raw).map_err(|e| ApiError::field("hardware", e))
 }
 
-async fn get_floor(
+#[utoipa::path(get, path = "/v1/admin/hardware/{hardware}/floor", tag = "admin-firmware", security(("bearer" = [])), params(("hardware" = String, Path, description = "Hardware id")), responses((status = 200, description = "The floor (min_version null when none)", body = FloorView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody)))]
+pub async fn get_floor(
     state: web::Data<AppState>,
     _admin: AdminUser,
     hardware: web::Path<String>,
@@ -28,8 +31,9 @@ async fn get_floor(
     Ok(HttpResponse::Ok().json(floors::get(&state, &parse_hardware(&hardware)?).await?))
 }
 
+#[utoipa::path(put, path = "/v1/admin/hardware/{hardware}/floor", tag = "admin-firmware", security(("bearer" = [])), params(("hardware" = String, Path, description = "Hardware id")), request_body = FloorRequest, responses((status = 200, description = "The new floor", body = FloorView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
-async fn put_floor(
+pub async fn put_floor(
     state: web::Data<AppState>,
     admin: AdminUser,
     hardware: web::Path<String>,

@@ -6,8 +6,12 @@ use serde::Deserialize;
 use crate::auth::AdminUser;
 use crate::domain::rollout::{Command, RolloutState};
 use crate::error::ApiError;
+#[allow(unused_imports)] // named in the OpenAPI annotations
+use crate::openapi::RolloutList;
 use crate::routes::admin_firmware::parse_id;
 use crate::services::rollouts;
+#[allow(unused_imports)]
+use crate::services::rollouts::{Preview, RolloutView};
 use crate::state::AppState;
 
 pub fn mount(cfg: &mut web::ServiceConfig) {
@@ -22,11 +26,12 @@ pub fn mount(cfg: &mut web::ServiceConfig) {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub struct ListQuery {
     state: Option<String>,
 }
 
-async fn list_rollouts(
+#[utoipa::path(get, path = "/v1/admin/rollouts", tag = "admin-firmware", security(("bearer" = [])), params(("state" = Option<String>, Query, description = "active, paused, halted, completed or aborted")), responses((status = 200, description = "Newest first", body = RolloutList), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody)))]
+pub async fn list_rollouts(
     state: web::Data<AppState>,
     _admin: AdminUser,
     query: web::Query<ListQuery>,
@@ -41,7 +46,8 @@ async fn list_rollouts(
     Ok(HttpResponse::Ok().json(serde_json::json!({"total": items.len(), "items": items})))
 }
 
-async fn get_rollout(
+#[utoipa::path(get, path = "/v1/admin/rollouts/{id}", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Progress, counts and the event chain", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+pub async fn get_rollout(
     state: web::Data<AppState>,
     _admin: AdminUser,
     id: web::Path<String>,
@@ -49,7 +55,8 @@ async fn get_rollout(
     Ok(HttpResponse::Ok().json(rollouts::view(&state, parse_id(&id)?).await?))
 }
 
-async fn preview_rollout(
+#[utoipa::path(get, path = "/v1/admin/rollouts/{id}/preview", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Known devices each stage admits", body = Preview), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+pub async fn preview_rollout(
     state: web::Data<AppState>,
     _admin: AdminUser,
     id: web::Path<String>,
@@ -67,7 +74,8 @@ async fn control(
     Ok(HttpResponse::Ok().json(rollouts::control(state, parse_id(id)?, command, &admin.0.sub).await?))
 }
 
-async fn pause(
+#[utoipa::path(post, path = "/v1/admin/rollouts/{id}/pause", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Paused: the ramp stops, admitted devices stay in", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+pub async fn pause(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,
@@ -75,7 +83,8 @@ async fn pause(
     control(&state, &admin, &id, Command::Pause).await
 }
 
-async fn resume(
+#[utoipa::path(post, path = "/v1/admin/rollouts/{id}/resume", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Active again (also after a halt)", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+pub async fn resume(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,
@@ -83,7 +92,8 @@ async fn resume(
     control(&state, &admin, &id, Command::Resume).await
 }
 
-async fn advance(
+#[utoipa::path(post, path = "/v1/admin/rollouts/{id}/advance", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "At the next stage, or completed", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+pub async fn advance(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,
@@ -91,7 +101,8 @@ async fn advance(
     control(&state, &admin, &id, Command::Advance).await
 }
 
-async fn abort(
+#[utoipa::path(post, path = "/v1/admin/rollouts/{id}/abort", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Aborted: offered to no one", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+pub async fn abort(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,

@@ -54,6 +54,7 @@ async fn find_image(state: &AppState, id: uuid::Uuid, admin: bool) -> Result<Ima
     })
 }
 
+#[utoipa::path(get, path = "/v1/firmware/{id}/download", operation_id = "download", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "Redirect to a presigned URL (download_mode = redirect)"), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
 pub async fn serve(
     state: web::Data<AppState>,
     caller: OptionalCaller,
@@ -127,4 +128,15 @@ pub async fn serve(
     let stream =
         state.store.open(&image.key, part).await?.inspect_ok(move |chunk| counter.inc_by(chunk.len() as u64));
     Ok(response.body(SizedStream::new(length, stream)))
+}
+
+/// `HEAD`: the same headers as `GET`, without opening the image.
+#[utoipa::path(head, path = "/v1/firmware/{id}/download", operation_id = "download_head", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "Redirect to a presigned URL (download_mode = redirect)"), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
+pub async fn head(
+    state: web::Data<AppState>,
+    caller: OptionalCaller,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    serve(state, caller, req, id).await
 }

@@ -11,11 +11,19 @@ use crate::auth::{Caller, OptionalCaller};
 use crate::domain::selection::{Device, select};
 use crate::domain::{Channel, DeviceId, FirmwareState, HardwareId, Version};
 use crate::error::ApiError;
+#[allow(unused_imports)] // named in the OpenAPI annotations
+use crate::openapi::{CheckResponse, KeyList, PublicReleaseList};
 use crate::routes::admin_firmware::parse_id;
 use crate::routes::download;
 use crate::services::catalog::Offered;
+#[allow(unused_imports)]
+use crate::services::catalog::PublicRelease;
 use crate::services::releases::not_found;
+#[allow(unused_imports)]
+use crate::services::reports::ReportView;
 use crate::services::reports::{self, ReportRequest};
+#[allow(unused_imports)]
+use crate::signing::ManifestEnvelope;
 use crate::state::AppState;
 
 pub fn mount(cfg: &mut web::ServiceConfig) {
@@ -27,14 +35,14 @@ pub fn mount(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/firmware/{id}/download")
                 .route(web::get().to(download::serve))
-                .route(web::head().to(download::serve)),
+                .route(web::head().to(download::head)),
         )
         .service(web::resource("/v1/firmware/{id}/report").route(web::post().to(report)));
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CheckQuery {
+pub struct CheckQuery {
     hardware: Option<String>,
     version: Option<String>,
     device_id: Option<String>,
@@ -67,7 +75,8 @@ fn base_url(state: &AppState, req: &HttpRequest) -> String {
 }
 
 /// `GET /v1/firmware/check`: answered from the in-memory catalog, never the database.
-async fn check(
+#[utoipa::path(get, path = "/v1/firmware/check", tag = "firmware", security(("bearer" = [])), params(("hardware" = String, Query, description = "Hardware id", example = "nw-s1"), ("version" = String, Query, description = "Installed version (semver)", example = "1.2.0"), ("device_id" = String, Query, description = "Stable device id", example = "watch-0001"), ("channel" = Option<String>, Query, description = "Default: the most stable channel", example = "beta")), responses((status = 200, description = "Install this now", body = CheckResponse, headers(("ETag" = String, description = "Weak validator of the offer"))), (status = 204, description = "Nothing to install"), (status = 304, description = "The offer named by If-None-Match still stands"), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody)))]
+pub async fn check(
     state: web::Data<AppState>,
     _caller: Caller,
     req: HttpRequest,
@@ -127,13 +136,14 @@ pub fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub struct ListQuery {
     hardware: Option<String>,
     channel: Option<String>,
 }
 
 /// `GET /v1/firmware`: published releases visible on a channel, newest first (for changelogs).
-async fn list(
+#[utoipa::path(get, path = "/v1/firmware", tag = "firmware", security(("bearer" = [])), params(("hardware" = String, Query, description = "Hardware id"), ("channel" = Option<String>, Query, description = "Default: the most stable channel")), responses((status = 200, description = "Published releases visible on the channel, newest first", body = PublicReleaseList), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody)))]
+pub async fn list(
     state: web::Data<AppState>,
     _caller: Caller,
     query: web::Query<ListQuery>,
@@ -155,7 +165,8 @@ async fn list(
 }
 
 /// `GET /v1/firmware/{id}`: a published or revoked release's public metadata (drafts are 404).
-async fn get_release(
+#[utoipa::path(get, path = "/v1/firmware/{id}", tag = "firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), responses((status = 200, description = "Public metadata", body = PublicRelease), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+pub async fn get_release(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
@@ -185,7 +196,7 @@ async fn get_release(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ManifestQuery {
+pub struct ManifestQuery {
     hardware: Option<String>,
     channel: Option<String>,
 }
@@ -193,7 +204,8 @@ struct ManifestQuery {
 /// `GET /v1/firmware/{id}/manifest?hardware=&channel=`: the signed manifest of an offered
 /// release. `hardware` may be left out when the release has one; `channel` defaults to the most
 /// stable one it is published on.
-async fn manifest(
+#[utoipa::path(get, path = "/v1/firmware/{id}/manifest", tag = "firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("hardware" = Option<String>, Query, description = "Required when the release has several hardware ids"), ("channel" = Option<String>, Query, description = "Default: the most stable channel it is on")), responses((status = 200, description = "The signed manifest", body = ManifestEnvelope), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+pub async fn manifest(
     state: web::Data<AppState>,
     _caller: Caller,
     id: web::Path<String>,
@@ -223,7 +235,8 @@ async fn manifest(
 }
 
 /// `GET /v1/firmware/keys`: the public keys that verify manifests.
-async fn keys(state: web::Data<AppState>, caller: OptionalCaller) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/v1/firmware/keys", tag = "firmware", security((), ("bearer" = [])), responses((status = 200, description = "Keys that verify manifests", body = KeyList), (status = 401, description = "A token is needed unless auth.public_downloads", body = crate::error::ErrorBody)))]
+pub async fn keys(state: web::Data<AppState>, caller: OptionalCaller) -> Result<HttpResponse, ApiError> {
     if caller.0.is_none() && !state.settings.auth.public_downloads {
         return Err(crate::auth::AuthError::Missing.into());
     }
@@ -235,8 +248,9 @@ async fn keys(state: web::Data<AppState>, caller: OptionalCaller) -> Result<Http
 }
 
 /// `POST /v1/firmware/{id}/report`.
+#[utoipa::path(post, path = "/v1/firmware/{id}/report", tag = "firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = ReportRequest, responses((status = 200, description = "The device's latest status for this release", body = ReportView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all, fields(firmware_id = %id))]
-async fn report(
+pub async fn report(
     state: web::Data<AppState>,
     _caller: Caller,
     id: web::Path<String>,

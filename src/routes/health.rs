@@ -11,12 +11,14 @@ pub fn mount(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").route(web::get().to(readyz)));
 }
 
-async fn healthz() -> HttpResponse {
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers", body = Object)))]
+pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Database and blob store answer", body = Object), (status = 503, description = "Not ready", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut problems = Vec::new();
     if let Err(e) = crate::db::ping(&state.db).await {
         tracing::warn!(error = %e, "readiness: database unreachable");

@@ -12,7 +12,8 @@ pub fn mount(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
-async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // Rollout states are read at scrape time: the database is the truth across instances.
     let rows: Vec<(String, i64)> = rollout::Entity::find()
         .select_only()

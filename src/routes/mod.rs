@@ -4,6 +4,7 @@
 pub mod admin_firmware;
 pub mod admin_hardware;
 pub mod admin_rollouts;
+pub mod docs;
 pub mod download;
 pub mod firmware;
 pub mod health;

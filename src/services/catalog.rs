@@ -25,7 +25,7 @@ use crate::signing::{MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSign
 use crate::storage::ObjectKey;
 
 /// A release's public metadata, as devices and the app see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PublicRelease {
     pub id: Uuid,
     pub version: String,

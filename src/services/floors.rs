@@ -10,7 +10,7 @@ use crate::domain::{HardwareId, Version};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FloorView {
     pub hardware: String,
     /// Null when the hardware has no floor.
@@ -19,9 +19,10 @@ pub struct FloorView {
     pub updated_at: Option<chrono::DateTime<Utc>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FloorRequest {
+    #[schema(value_type = String)]
     pub min_version: Version,
 }
 

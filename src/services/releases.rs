@@ -15,7 +15,7 @@ use crate::services::rollouts::{self, RolloutView};
 use crate::state::AppState;
 
 /// A release as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReleaseView {
     pub id: Uuid,
     pub version: String,
@@ -65,7 +65,7 @@ impl ReleaseView {
 }
 
 /// A page of a list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub page: u64,
@@ -108,13 +108,14 @@ pub async fn list(
 }
 
 /// `PATCH /v1/admin/firmware/{id}`: the fields an admin may change after upload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleasePatch {
     pub release_notes: Option<String>,
     pub mandatory: Option<bool>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "some_or_null")]
+    #[schema(value_type = Option<String>)]
     pub min_from_version: Option<Option<Version>>,
 }
 
@@ -174,7 +175,7 @@ pub async fn delete_draft(state: &AppState, id: Uuid) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/admin/firmware/{id}/publish`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     pub channel: String,
@@ -263,7 +264,7 @@ pub async fn publish(
 }
 
 /// `POST /v1/admin/firmware/{id}/revoke`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     pub reason: String,

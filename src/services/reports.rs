@@ -20,19 +20,23 @@ use crate::services::releases::not_found;
 use crate::services::rollouts::current_basis_points;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportRequest {
+    #[schema(value_type = String)]
     pub device_id: DeviceId,
     pub status: String,
     pub error: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub from_version: Option<Version>,
     /// Needed only when the release is built for several hardware ids.
+    #[schema(value_type = Option<String>)]
     pub hardware: Option<HardwareId>,
+    #[schema(value_type = Option<String>)]
     pub channel: Option<Channel>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportView {
     pub device_id: String,
     pub firmware_id: Uuid,

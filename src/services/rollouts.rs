@@ -19,11 +19,12 @@ use crate::domain::{DeviceId, ReportStatus};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub seq: i32,
     pub actor: String,
     pub kind: String,
+    #[schema(value_type = Object)]
     pub detail: Value,
     pub created_at: DateTime<Utc>,
     pub prev_hash: String,
@@ -44,7 +45,7 @@ impl From<rollout_event::Model> for EventView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RolloutView {
     pub id: Uuid,
     pub firmware_id: Uuid,
@@ -52,6 +53,7 @@ pub struct RolloutView {
     pub state: String,
     pub stage: i32,
     pub percent: f64,
+    #[schema(value_type = Object)]
     pub stages: Value,
     pub salt: String,
     pub max_failure_rate: f64,
@@ -263,7 +265,7 @@ pub async fn list(state: &AppState, filter: Option<RolloutState>) -> Result<Vec<
         .collect())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RolloutSummary {
     pub id: Uuid,
     pub firmware_id: Uuid,
@@ -275,14 +277,14 @@ pub struct RolloutSummary {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StagePreview {
     pub stage: usize,
     pub percent: f64,
     pub devices: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     pub rollout_id: Uuid,
     pub hardware: Vec<String>,

@@ -17,16 +17,20 @@ use crate::state::AppState;
 use crate::storage::{ObjectKey, StagedBlob};
 
 /// The `metadata` part of an upload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadMetadata {
+    #[schema(value_type = String)]
     pub version: Version,
+    #[schema(value_type = Vec<String>)]
     pub hardware: Vec<HardwareId>,
     #[serde(default)]
     pub release_notes: String,
+    #[schema(value_type = Option<String>)]
     pub min_from_version: Option<Version>,
     #[serde(default)]
     pub mandatory: bool,
+    #[schema(value_type = Option<String>)]
     pub expected_sha256: Option<Sha256Digest>,
     pub release_signature: Option<String>,
 }

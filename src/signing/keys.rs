@@ -20,13 +20,15 @@ pub fn key_id(key: &VerifyingKey) -> String {
 }
 
 /// A public key as `GET /v1/firmware/keys` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub key_id: String,
     /// Base64 of the 32 raw bytes.
     pub public_key: String,
+    #[schema(value_type = String)]
     pub algorithm: &'static str,
     /// `active` signs new manifests; `retired` only verifies old ones.
+    #[schema(value_type = String)]
     pub status: &'static str,
 }
 

@@ -36,14 +36,15 @@ pub struct ManifestBody {
     pub release_signature: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ManifestSignature {
     pub key_id: String,
     pub sig: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ManifestEnvelope {
+    #[schema(value_type = Object)]
     pub signed: Value,
     pub signatures: Vec<ManifestSignature>,
 }

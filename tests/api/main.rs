@@ -10,6 +10,7 @@ mod config;
 mod device;
 mod errors;
 mod health;
+mod openapi;
 mod operations;
 mod rollouts;
 mod signing;

@@ -1,0 +1,115 @@
+//! The OpenAPI document, generated from the handlers' annotations, and the types that exist only
+//! to describe bodies the handlers assemble themselves.
+
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::routes;
+use crate::services::catalog::PublicRelease;
+use crate::services::releases::{Page, ReleaseView};
+use crate::services::rollouts::RolloutSummary;
+use crate::signing::KeyInfo;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "nowatch-ota",
+        description = "Firmware over-the-air service of the NOWATCH platform: the `firmware` and \
+            `admin-firmware` tags. Every other NOWATCH tag is forwarded to the full backend. \
+            Errors use the NOWATCH shape (`ErrorBody`); every response carries `x-request-id`."
+    ),
+    paths(
+        routes::health::healthz,
+        routes::health::readyz,
+        routes::metrics::metrics,
+        routes::firmware::check,
+        routes::firmware::list,
+        routes::firmware::get_release,
+        routes::firmware::manifest,
+        routes::firmware::keys,
+        routes::firmware::report,
+        routes::download::serve,
+        routes::download::head,
+        routes::admin_firmware::upload_release,
+        routes::admin_firmware::list_releases,
+        routes::admin_firmware::get_release,
+        routes::admin_firmware::patch_release,
+        routes::admin_firmware::delete_release,
+        routes::admin_firmware::publish_release,
+        routes::admin_firmware::revoke_release,
+        routes::admin_hardware::get_floor,
+        routes::admin_hardware::put_floor,
+        routes::admin_rollouts::list_rollouts,
+        routes::admin_rollouts::get_rollout,
+        routes::admin_rollouts::preview_rollout,
+        routes::admin_rollouts::pause,
+        routes::admin_rollouts::resume,
+        routes::admin_rollouts::advance,
+        routes::admin_rollouts::abort,
+    ),
+    components(schemas(crate::error::ErrorBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "firmware", description = "Firmware updates and downloads (watches and the phone app)"),
+        (name = "admin-firmware", description = "Admin firmware management (release engineers and CI)"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+                ),
+            );
+        }
+    }
+}
+
+/// The upload's multipart body.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes a body; never built
+pub struct UploadForm {
+    /// JSON: `{version, hardware[], release_notes?, min_from_version?, mandatory?, expected_sha256?, release_signature?}`
+    metadata: crate::services::upload::UploadMetadata,
+    /// The image.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// `GET /v1/firmware/check` when there is something to install.
+#[derive(Serialize, ToSchema)]
+pub struct CheckResponse {
+    pub firmware: PublicRelease,
+    /// The signed manifest to verify before installing.
+    pub manifest: crate::signing::ManifestEnvelope,
+    pub download_url: String,
+    /// Seconds until the next check, jittered.
+    pub poll_after_s: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PublicReleaseList {
+    pub items: Vec<PublicRelease>,
+    pub total: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RolloutList {
+    pub items: Vec<RolloutSummary>,
+    pub total: u64,
+}
+
+pub type ReleasePage = Page<ReleaseView>;
