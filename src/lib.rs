@@ -2,6 +2,7 @@
 //! Dependencies point inward: routes → services → (db, storage, signing) → domain.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;

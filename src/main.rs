@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nowatch_ota::client::{Client, ClientError, PublishArgs};
 use nowatch_ota::config::Settings;
 use nowatch_ota::domain::{HardwareId, Version};
 use nowatch_ota::signing::offline::{self, DeviceView};
@@ -48,6 +49,43 @@ enum Command {
         #[arg(long = "current-version")]
         current_version: Option<String>,
     },
+    /// Upload an image and publish it to a channel (exit 2: refused by the server, 3: server failed).
+    Publish {
+        #[arg(long, env = "NOWATCH_OTA_SERVER")]
+        server: String,
+        #[arg(long, env = "NOWATCH_OTA_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        version: String,
+        /// Repeatable, or comma-separated.
+        #[arg(long, required = true, value_delimiter = ',')]
+        hardware: Vec<String>,
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        /// Stage percents, e.g. 1,10,50,100; default: everyone at once.
+        #[arg(long, value_delimiter = ',')]
+        stages: Vec<f64>,
+        /// Minimum seconds per stage before it advances by itself (all but the last).
+        #[arg(long, default_value_t = 3600)]
+        stage_duration: u64,
+        #[arg(long)]
+        notes: Option<String>,
+        /// Base64 release signature (see `sign`).
+        #[arg(long)]
+        release_signature: Option<String>,
+    },
+    /// Show or steer a rollout: status, pause, resume, advance, abort.
+    Rollout {
+        #[arg(value_parser = ["status", "pause", "resume", "advance", "abort"])]
+        action: String,
+        id: String,
+        #[arg(long, env = "NOWATCH_OTA_SERVER")]
+        server: String,
+        #[arg(long, env = "NOWATCH_OTA_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Print a JWT signed with the configured HS secret, for trying the API locally.
     DevToken {
         #[arg(long)]
@@ -64,7 +102,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nowatch-ota: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<ClientError>() {
+                Some(client) => ExitCode::from(client.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -121,6 +162,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 body.size,
                 body.sha256
             );
+            Ok(())
+        }
+        Command::Publish {
+            server,
+            token,
+            file,
+            version,
+            hardware,
+            channel,
+            stages,
+            stage_duration,
+            notes,
+            release_signature,
+        } => {
+            let args = PublishArgs {
+                file: &file,
+                version: &version,
+                hardware: &hardware,
+                channel: &channel,
+                stages: &stages,
+                stage_duration_s: stage_duration,
+                release_notes: notes.as_deref(),
+                release_signature: release_signature.as_deref(),
+            };
+            let published = runtime.block_on(async { Client::new(&server, &token)?.publish(&args).await })?;
+            println!("{}", serde_json::to_string_pretty(&published)?);
+            Ok(())
+        }
+        Command::Rollout { action, id, server, token } => {
+            let rollout =
+                runtime.block_on(async { Client::new(&server, &token)?.rollout(&action, &id).await })?;
+            println!("{}", serde_json::to_string_pretty(&rollout)?);
             Ok(())
         }
         Command::DevToken { admin, sub, ttl } => {

@@ -109,3 +109,30 @@ async fn production_starts_with_a_real_key_and_secret() {
     let app = Application::build(Settings::load_from(env).unwrap()).await.unwrap();
     assert_ne!(app.port(), 0);
 }
+
+#[test]
+fn the_readme_documents_every_key_of_the_default_config_with_its_variable() {
+    let defaults =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut section = String::new();
+    let mut keys = 0;
+    for line in defaults.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line.trim_matches(['[', ']']).to_owned();
+        } else if let Some((key, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+            let key = format!("{section}.{}", key.trim());
+            let variable = format!("NOWATCH_OTA__{}", key.to_uppercase().replace('.', "__"));
+            assert!(
+                readme.contains(&format!("| `{key}` | `{variable}` |")),
+                "README misses {key} ({variable})"
+            );
+            assert!(defaults.contains(&variable), "config/default.toml does not name {variable}");
+            keys += 1;
+        }
+    }
+    assert!(keys >= 40, "{keys}");
+    let documented =
+        readme.lines().filter(|l| l.starts_with("| `") && l.contains("| `NOWATCH_OTA__")).count();
+    assert_eq!(documented, keys, "the README documents keys that config/default.toml does not have");
+}

@@ -6,6 +6,7 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod cli;
 mod config;
 mod device;
 mod errors;
