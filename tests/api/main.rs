@@ -6,6 +6,8 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod authorization;
+mod bad_input;
 mod cli;
 mod config;
 mod device;
