@@ -95,7 +95,7 @@ async fn the_s3_server_going_away_mid_transfer_is_reported_and_survived() {
     assert_eq!(crate::helpers::firmware_rows(&app).await, 1, "no row for the failed upload");
 
     // It comes back on the same address: the service recovers without a restart.
-    let _s3 = start_s3(port, s3_dir.path());
+    let mut s3 = start_s3(port, s3_dir.path());
     let deadline = Instant::now() + Duration::from_secs(20);
     while app.get("/readyz").send().await.unwrap().status() != 200 {
         assert!(Instant::now() < deadline, "readiness did not recover");
@@ -104,4 +104,6 @@ async fn the_s3_server_going_away_mid_transfer_is_reported_and_survived() {
     let whole = app.get(&path).bearer_auth(app.user_token()).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(sha256_hex(&whole), sha256_hex(&bytes));
     assert_eq!(upload_ok(&app, "2.0.0", &["nw-s1"], image_bytes(6, 1 << 20)).await["state"], "draft");
+    s3.kill().unwrap();
+    s3.wait().unwrap();
 }
