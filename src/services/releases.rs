@@ -1,7 +1,7 @@
 //! Release management: list, read, edit, delete drafts, publish to a channel, revoke.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -129,7 +129,7 @@ pub async fn patch(state: &AppState, id: Uuid, patch: ReleasePatch) -> Result<Re
     if patch.release_notes.as_ref().is_some_and(|n| n.len() > MAX_RELEASE_NOTES) {
         return Err(ApiError::field("release_notes", format!("must be at most {MAX_RELEASE_NOTES} bytes")));
     }
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state == FirmwareState::Revoked.as_str() {
         return Err(ApiError::Conflict(format!("firmware {id} is revoked and can no longer change")));
@@ -161,7 +161,7 @@ pub async fn patch(state: &AppState, id: Uuid, patch: ReleasePatch) -> Result<Re
 /// Deletes a draft. Its image is left to the sweep, which removes images no release references
 /// (deleting it here could race an upload of the same bytes).
 pub async fn delete_draft(state: &AppState, id: Uuid) -> Result<(), ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state != FirmwareState::Draft.as_str() {
         return Err(ApiError::Conflict(format!(
@@ -212,7 +212,7 @@ pub async fn publish(
     let min_reports =
         i64::try_from(min_reports).map_err(|_| ApiError::field("min_reports", "is too large"))?;
 
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state == FirmwareState::Revoked.as_str() {
         return Err(ApiError::Conflict(format!("firmware {id} is revoked and cannot be published")));
@@ -281,7 +281,7 @@ pub async fn revoke(
     if reason.is_empty() || reason.len() > 1000 {
         return Err(ApiError::field("reason", "must be 1 to 1000 characters"));
     }
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state == FirmwareState::Revoked.as_str() {
         return Err(ApiError::Conflict(format!("firmware {id} is already revoked")));

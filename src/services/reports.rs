@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -102,7 +102,7 @@ pub async fn record(
     {
         return Err(ApiError::field("channel", format!("{channel:?} is not a configured channel")));
     }
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let release =
         crate::db::firmware::find(&txn, firmware_id).await?.ok_or_else(|| not_found(firmware_id))?;
     if release.row.state == FirmwareState::Draft.as_str() {

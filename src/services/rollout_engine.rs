@@ -8,9 +8,7 @@
 //! instance holds it. SQLite serialises writers by itself.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement};
 use serde_json::json;
 
 use crate::db::entities::rollout;
@@ -25,7 +23,7 @@ pub const ACTOR: &str = "system";
 
 /// Evaluates every active or paused rollout as of `now`; returns how many changed.
 pub async fn tick(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         let locked = txn
             .query_one_raw(Statement::from_string(

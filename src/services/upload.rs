@@ -4,7 +4,7 @@
 //! Whatever fails, no row is written and the staging object is deleted (or swept later).
 
 use chrono::Utc;
-use sea_orm::{SqlErr, TransactionTrait};
+use sea_orm::SqlErr;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -144,7 +144,7 @@ async fn commit_staged(
         revoke_reason: None,
     };
     let inserted = async {
-        let txn = state.db.begin().await?;
+        let txn = crate::db::begin_write(&state.db).await?;
         let release = db::firmware::insert(&txn, row, &hardware).await?;
         txn.commit().await?;
         Ok::<_, sea_orm::DbErr>(release)

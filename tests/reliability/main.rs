@@ -8,4 +8,5 @@
 mod helpers;
 
 mod crash;
+mod load;
 mod storage_faults;
