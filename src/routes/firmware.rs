@@ -179,19 +179,7 @@ pub async fn get_release(
     if view.state == FirmwareState::Draft.as_str() && !caller.is_admin {
         return Err(not_found(id));
     }
-    Ok(HttpResponse::Ok().json(crate::services::catalog::PublicRelease {
-        id: view.id,
-        version: view.version,
-        hardware: view.hardware,
-        size: view.size,
-        sha256: view.sha256,
-        state: view.state,
-        channels: view.channels,
-        release_notes: view.release_notes,
-        min_from_version: view.min_from_version,
-        mandatory: view.mandatory,
-        published_at: view.published_at,
-    }))
+    Ok(HttpResponse::Ok().json(PublicRelease::from(view)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -40,6 +40,24 @@ pub struct PublicRelease {
     pub published_at: Option<DateTime<Utc>>,
 }
 
+impl From<crate::services::releases::ReleaseView> for PublicRelease {
+    fn from(view: crate::services::releases::ReleaseView) -> Self {
+        Self {
+            id: view.id,
+            version: view.version,
+            hardware: view.hardware,
+            size: view.size,
+            sha256: view.sha256,
+            state: view.state,
+            channels: view.channels,
+            release_notes: view.release_notes,
+            min_from_version: view.min_from_version,
+            mandatory: view.mandatory,
+            published_at: view.published_at,
+        }
+    }
+}
+
 /// A manifest, signed, with its JSON ready to send.
 #[derive(Debug)]
 pub struct SignedManifest {

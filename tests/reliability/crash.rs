@@ -1,45 +1,11 @@
 //! kill -9 in the middle of an upload and of publishes, then a restart: nothing half-written.
 
-use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::helpers::{base_env, image_bytes, token};
-
-struct Service {
-    child: Child,
-    base: String,
-}
-
-fn start(env: &HashMap<String, String>) -> Service {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_nowatch-ota"))
-        .arg("serve")
-        .env_clear()
-        .envs(env)
-        .env("NOWATCH_OTA__SERVER__PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the service did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Service { child, base }
-}
-
-impl Service {
-    fn kill9(mut self) {
-        // SIGKILL: no destructor, no graceful shutdown.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
+use crate::service::{start_binary as start, upload_at};
 
 fn files_under(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -126,24 +92,8 @@ async fn a_service_killed_during_publishes_and_advances_restarts_consistent() {
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..12u8 {
-        let form = reqwest::multipart::Form::new()
-            .part(
-                "metadata",
-                reqwest::multipart::Part::text(
-                    json!({"version": format!("1.0.{i}"), "hardware": ["nw-s1"]}).to_string(),
-                ),
-            )
-            .part("file", reqwest::multipart::Part::bytes(image_bytes(i, 2000)).file_name("fw.bin"));
-        let release: Value = client
-            .post(format!("{}/v1/admin/firmware", service.base))
-            .bearer_auth(&admin)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let release =
+            upload_at(&client, &service.base, &admin, &format!("1.0.{i}"), image_bytes(i, 2000)).await;
         ids.push(release["id"].as_str().unwrap().to_owned());
     }
     // Publish everything on two channels and push rollouts forward, all at once; kill the

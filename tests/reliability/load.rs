@@ -3,7 +3,6 @@
 //! Zero 5xx, bounded memory, every report counted exactly once. `LOAD_SECONDS` shortens it.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{base_env, image_bytes, token};
+use crate::service::{start_binary, upload_at};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -36,47 +36,15 @@ async fn a_minute_of_mixed_traffic_with_a_rollout_advancing_gives_no_5xx_and_cou
     let mut env: HashMap<String, String> = base_env(&dir).await;
     env.insert("NOWATCH_OTA__ROLLOUT__TICK_INTERVAL_S".into(), "1".into());
     env.insert("NOWATCH_OTA__FIRMWARE__CATALOG_REFRESH_S".into(), "2".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nowatch-ota"))
-        .arg("serve")
-        .env_clear()
-        .envs(&env)
-        .env("NOWATCH_OTA__SERVER__PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let service = start_binary(&env);
+    let base = service.base.clone();
     let client = reqwest::Client::new();
     let admin = token(json!({"sub": "ci", "isAdmin": true}));
     let user = token(json!({"sub": "watch-app"}));
 
     let mut ids = Vec::new();
-    for (i, version) in ["1.0.0", "1.1.0"].iter().enumerate() {
-        let form = reqwest::multipart::Form::new()
-            .part(
-                "metadata",
-                reqwest::multipart::Part::text(
-                    json!({"version": version, "hardware": ["nw-s1"]}).to_string(),
-                ),
-            )
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(image_bytes(i as u8, 256 << 10)).file_name("fw.bin"),
-            );
-        let release: Value = client
-            .post(format!("{base}/v1/admin/firmware"))
-            .bearer_auth(&admin)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    for (i, version) in ["1.0.0", "1.1.0"].into_iter().enumerate() {
+        let release = upload_at(&client, &base, &admin, version, image_bytes(i as u8, 256 << 10)).await;
         ids.push(release["id"].as_str().unwrap().to_owned());
     }
     client
@@ -94,12 +62,12 @@ async fn a_minute_of_mixed_traffic_with_a_rollout_advancing_gives_no_5xx_and_cou
         .send().await.unwrap().json().await.unwrap();
     let rollout_id = rollout["id"].as_str().unwrap().to_owned();
 
-    let idle_kib = rss_kib(child.id());
+    let idle_kib = rss_kib(service.child.id());
     let peak_kib = Arc::new(AtomicU64::new(idle_kib));
     let tally = Arc::new(Tally::default());
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let sampler = {
-        let (peak, pid) = (peak_kib.clone(), child.id());
+        let (peak, pid) = (peak_kib.clone(), service.child.id());
         tokio::spawn(async move {
             while Instant::now() < deadline {
                 peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
@@ -184,8 +152,7 @@ async fn a_minute_of_mixed_traffic_with_a_rollout_advancing_gives_no_5xx_and_cou
         view["stage"],
         view["state"]
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    service.kill9();
 
     assert_eq!(errors, 0, "no 5xx and no dropped connection under load");
     assert!(requests > seconds * 50, "the load generator ran: {requests}");

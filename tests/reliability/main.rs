@@ -9,4 +9,5 @@ mod helpers;
 
 mod crash;
 mod load;
+mod service;
 mod storage_faults;

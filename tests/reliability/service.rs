@@ -1,0 +1,64 @@
+//! The real binary as a separate process, for tests that kill it or measure it.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+/// The real `nowatch-ota serve`, started on a free port with `env` only.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+pub fn start_binary(env: &HashMap<String, String>) -> Binary {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_nowatch-ota"))
+        .arg("serve")
+        .env_clear()
+        .envs(env)
+        .env("NOWATCH_OTA__SERVER__PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the service did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Binary { child, base: format!("http://127.0.0.1:{port}") }
+}
+
+impl Binary {
+    /// SIGKILL: no destructor, no graceful shutdown.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Uploads a release to any running service and returns its JSON.
+pub async fn upload_at(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    version: &str,
+    bytes: Vec<u8>,
+) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "metadata",
+            reqwest::multipart::Part::text(json!({"version": version, "hardware": ["nw-s1"]}).to_string()),
+        )
+        .part("file", reqwest::multipart::Part::bytes(bytes).file_name("fw.bin"));
+    let response = client
+        .post(format!("{base}/v1/admin/firmware"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
