@@ -10,6 +10,8 @@ mod config;
 mod device;
 mod errors;
 mod health;
+mod proxy;
 mod signing;
 mod storage;
 mod upload;
+mod upstream;
