@@ -2,9 +2,7 @@
 //! NOWATCH backend that echoes what it received and counts requests), with realistic NOWATCH
 //! API requests.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, assert_error_shape, spawn_app, spawn_app_with};
+use crate::helpers::{RssSampler, TestApp, assert_error_shape, spawn_app, spawn_app_with};
 use crate::upstream::{GZIPPED_MEASUREMENTS, MIB, VALIDATION_ERROR, export_block, start_upstream};
 
 /// The service, proxying to `upstream`, with extra settings.
@@ -510,38 +508,6 @@ async fn paths_outside_every_prefix_are_404_and_local_routes_win() {
     assert_eq!(upstream.requests(), 0);
 }
 
-#[test]
-fn bad_proxy_settings_are_refused_naming_the_key() {
-    let cases: &[(&str, &str, &str)] = &[
-        ("NOWATCH_OTA__PROXY__UPSTREAM", "ftp://backend", "proxy.upstream"),
-        ("NOWATCH_OTA__PROXY__UPSTREAM", "backend:3000", "proxy.upstream"),
-        ("NOWATCH_OTA__PROXY__UPSTREAM", "http://backend:3000/?x=1", "proxy.upstream"),
-        ("NOWATCH_OTA__PROXY__TIMEOUT_S", "0", "proxy.timeout_s"),
-        ("NOWATCH_OTA__PROXY__MAX_BODY_BYTES", "0", "proxy.max_body_bytes"),
-        ("NOWATCH_OTA__PROXY__PREFIXES", "/v1/user,v1/session", "proxy.prefixes"),
-        ("NOWATCH_OTA__PROXY__PREFIXES", "/v1/user/../admin", "proxy.prefixes"),
-        ("NOWATCH_OTA__PROXY__PREFIXES", "/v1", "proxy.prefixes"),
-        ("NOWATCH_OTA__PROXY__PREFIXES", "/v1/firmware/extra", "proxy.prefixes"),
-    ];
-    for (key, value, named) in cases {
-        let env = HashMap::from([((*key).to_owned(), (*value).to_owned())]);
-        let message = nowatch_ota::config::Settings::load_from(env).unwrap_err().to_string();
-        assert!(message.contains(named), "{key}={value}: {message:?} does not name {named}");
-    }
-    let env = HashMap::from([
-        ("NOWATCH_OTA__PROXY__UPSTREAM".to_owned(), "https://api.nowatch.example/nowatch".to_owned()),
-        ("NOWATCH_OTA__PROXY__PREFIXES".to_owned(), "/v1/user,/v1/session".to_owned()),
-    ]);
-    let settings = nowatch_ota::config::Settings::load_from(env).unwrap();
-    assert_eq!(settings.proxy.prefixes, ["/v1/user", "/v1/session"]);
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
-
 #[tokio::test]
 async fn a_large_proxied_upload_streams_through_without_the_memory_growing_with_it() {
     const FILE_MIB: usize = 128;
@@ -550,18 +516,7 @@ async fn a_large_proxied_upload_streams_through_without_the_memory_growing_with_
     let (chunks, content_type) = measurement_upload(FILE_MIB);
     let total: usize = chunks.iter().map(Bytes::len).sum();
 
-    let before = rss_bytes();
-    let peak = Arc::new(AtomicU64::new(before));
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        std::thread::spawn(move || {
-            while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_bytes(), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let sampler = RssSampler::start();
     let response = app
         .post("/v1/measurement/upload")
         .header("Content-Type", &content_type)
@@ -570,13 +525,11 @@ async fn a_large_proxied_upload_streams_through_without_the_memory_growing_with_
         .send()
         .await
         .unwrap();
-    sampling.store(false, Ordering::Relaxed);
-    sampler.join().unwrap();
+    let growth = sampler.growth();
     let echo = echoed(response).await;
     assert_eq!(echo["body_len"], total);
     assert_eq!(header(&echo, "content-length"), Some(total.to_string().as_str()));
     assert_eq!(echo["body_sha256"], sha256_of(&chunks));
-    let growth = peak.load(Ordering::Relaxed).saturating_sub(before);
     println!("proxied upload: {} MiB, memory growth {:.1} MiB", total / MIB, growth as f64 / MIB as f64);
     assert!(growth < 48 << 20, "memory grew by {} MiB while {} MiB streamed", growth >> 20, total / MIB);
 }
