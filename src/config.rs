@@ -24,6 +24,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub firmware: FirmwareSettings,
     pub rollout: RolloutSettings,
+    pub proxy: ProxySettings,
     pub log: LogSettings,
     /// `NOWATCH_OTA_ENV=production` turns on the production guards; not a TOML key.
     #[serde(skip)]
@@ -131,6 +132,74 @@ pub struct RolloutSettings {
     pub max_failure_rate: f64,
     pub min_reports: u64,
     pub tick_interval_s: u64,
+}
+
+/// The reverse proxy to the full NOWATCH backend (see [`crate::proxy`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// Empty, or an absolute http(s) URL whose path is prepended to forwarded paths.
+    pub upstream: String,
+    pub prefixes: Vec<String>,
+    pub timeout_s: u64,
+    pub connect_timeout_s: u64,
+    pub max_body_bytes: u64,
+    pub max_connections: usize,
+    pub keep_alive_s: u64,
+}
+
+/// Paths served here, which no proxy prefix may overlap.
+const LOCAL_ROOTS: &[&str] = &["/v1/firmware", "/v1/admin", "/healthz", "/readyz"];
+
+impl ProxySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: String| Err(ConfigError(format!("`proxy.{key}`: {why}")));
+        if !self.upstream.is_empty() {
+            let url = match url::Url::parse(&self.upstream) {
+                Ok(url) => url,
+                Err(e) => return fail("upstream", format!("must be empty or an absolute http(s) URL: {e}")),
+            };
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return fail("upstream", "must be empty or an absolute http(s) URL".into());
+            }
+            if url.query().is_some()
+                || url.fragment().is_some()
+                || !url.username().is_empty()
+                || url.password().is_some()
+            {
+                return fail("upstream", "must not carry credentials, a query or a fragment".into());
+            }
+        }
+        if self.prefixes.is_empty() {
+            return fail("prefixes", "must list at least one prefix".into());
+        }
+        for prefix in &self.prefixes {
+            if !prefix.starts_with('/') {
+                return fail("prefixes", format!("{prefix:?} must start with /"));
+            }
+            if crate::proxy::unsafe_path(prefix).is_some() || prefix.contains(['?', '#', '%']) {
+                return fail("prefixes", format!("{prefix:?} must be a plain path"));
+            }
+            let trimmed = prefix.trim_end_matches('/');
+            let overlaps = |a: &str, b: &str| a == b || a.is_empty() || b.starts_with(&format!("{a}/"));
+            if let Some(local) = LOCAL_ROOTS.iter().find(|l| overlaps(trimmed, l) || overlaps(l, trimmed)) {
+                return fail("prefixes", format!("{prefix:?} overlaps {local}, which is served here"));
+            }
+        }
+        if self.timeout_s == 0 {
+            return fail("timeout_s", "must be at least 1".into());
+        }
+        if self.connect_timeout_s == 0 {
+            return fail("connect_timeout_s", "must be at least 1".into());
+        }
+        if self.max_body_bytes == 0 {
+            return fail("max_body_bytes", "must be above 0".into());
+        }
+        if self.max_connections == 0 {
+            return fail("max_connections", "must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -271,6 +340,7 @@ impl Settings {
         if !self.server.public_url.is_empty() && url::Url::parse(&self.server.public_url).is_err() {
             return fail("server.public_url", "must be an absolute URL");
         }
+        self.proxy.validate()?;
         if self.production {
             if self.signing.key_file.is_empty() {
                 return fail(

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod proxy;
 pub mod routes;
 pub mod services;
 pub mod signing;

@@ -13,6 +13,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorBody};
+use crate::proxy::{Forwarder, Proxy, ProxyMetrics};
 use crate::routes;
 use crate::state::AppState;
 use crate::telemetry::{RequestId, RequestSpan};
@@ -33,12 +34,15 @@ impl Application {
             anyhow::anyhow!("`server.host`/`server.port`: cannot listen on {}:{}: {e}", address.0, address.1)
         })?;
         let port = listener.local_addr()?.port();
+        let proxy = Proxy::from_settings(&state.settings.proxy, ProxyMetrics::new(&state.metrics))?;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                // One forwarder, with its own upstream connection pool, per worker.
+                .app_data(web::Data::new(proxy.forwarder()))
                 .configure(|cfg| mount(cfg, &app_state.settings))
-                .default_service(web::to(not_found))
+                .default_service(web::to(fallback))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .wrap(from_fn(request_context))
         })
@@ -101,8 +105,20 @@ fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     }
 }
 
-async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("Cannot {} {}", req.method(), req.path())))
+/// Every request no local route takes: refused if its path is unsafe (dot segments, however
+/// encoded, backslash, NUL), forwarded if it falls under a proxy prefix, else 404.
+async fn fallback(
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
+    forwarder: web::Data<Forwarder>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(why) = crate::proxy::unsafe_path(req.path()) {
+        return Err(ApiError::field("path", why));
+    }
+    match forwarder.tag_of(req.path()) {
+        Some(tag) => forwarder.forward(req, payload, tag).await,
+        None => Err(ApiError::NotFound(format!("Cannot {} {}", req.method(), req.path()))),
+    }
 }
 
 /// Marks a response whose body must reach the client untouched even if it is an error

@@ -35,6 +35,20 @@ fn environment_variables_override_the_file_and_lists_split_on_commas() {
 }
 
 #[test]
+fn the_proxy_takes_an_https_upstream_with_a_base_path_and_comma_separated_prefixes() {
+    let settings = Settings::load_from(env(&[
+        ("NOWATCH_OTA__PROXY__UPSTREAM", "https://api.nowatch.example/nowatch"),
+        ("NOWATCH_OTA__PROXY__PREFIXES", "/v1/user,/v1/session"),
+    ]))
+    .unwrap();
+    assert_eq!(settings.proxy.upstream, "https://api.nowatch.example/nowatch");
+    assert_eq!(settings.proxy.prefixes, ["/v1/user", "/v1/session"]);
+    let defaults = Settings::load_from(HashMap::new()).unwrap();
+    assert_eq!(defaults.proxy.upstream, "", "no upstream unless configured");
+    assert_eq!(defaults.proxy.prefixes.len(), 15);
+}
+
+#[test]
 fn a_config_file_named_by_nowatch_ota_config_is_layered_in() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ota.toml");
@@ -64,6 +78,15 @@ fn bad_values_are_refused_naming_the_key() {
         ("NOWATCH_OTA__DATABASE__URL", "mysql://x", "database.url"),
         ("NOWATCH_OTA__FIRMWARE__CHANNELS", "stable,stable", "firmware.channels"),
         ("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE", "redirect", "firmware.download_mode"),
+        ("NOWATCH_OTA__PROXY__UPSTREAM", "ftp://backend", "proxy.upstream"),
+        ("NOWATCH_OTA__PROXY__UPSTREAM", "backend:3000", "proxy.upstream"),
+        ("NOWATCH_OTA__PROXY__UPSTREAM", "http://backend:3000/?x=1", "proxy.upstream"),
+        ("NOWATCH_OTA__PROXY__TIMEOUT_S", "0", "proxy.timeout_s"),
+        ("NOWATCH_OTA__PROXY__MAX_BODY_BYTES", "0", "proxy.max_body_bytes"),
+        ("NOWATCH_OTA__PROXY__PREFIXES", "/v1/user,v1/session", "proxy.prefixes"),
+        ("NOWATCH_OTA__PROXY__PREFIXES", "/v1/user/../admin", "proxy.prefixes"),
+        ("NOWATCH_OTA__PROXY__PREFIXES", "/v1", "proxy.prefixes"),
+        ("NOWATCH_OTA__PROXY__PREFIXES", "/v1/firmware/extra", "proxy.prefixes"),
     ];
     for (key, value, named) in cases {
         let message = load_error(&[(key, value)]);

@@ -258,3 +258,45 @@ pub async fn read_all(mut stream: nowatch_ota::storage::BlobStream) -> Vec<u8> {
     }
     out
 }
+
+/// Resident memory of this process (the service runs in it), in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Samples this process's resident memory every 20 ms, on its own thread, until [`Self::growth`].
+pub struct RssSampler {
+    before: u64,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sampling: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RssSampler {
+    pub fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let before = rss_bytes();
+        let peak = std::sync::Arc::new(AtomicU64::new(before));
+        let sampling = std::sync::Arc::new(AtomicBool::new(true));
+        let thread = {
+            let (peak, sampling) = (peak.clone(), sampling.clone());
+            std::thread::spawn(move || {
+                while sampling.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+        };
+        Self { before, peak, sampling, thread }
+    }
+
+    /// Stops sampling and returns how far the peak rose above the start, in bytes.
+    pub fn growth(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.sampling.store(false, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.peak.load(Ordering::Relaxed).saturating_sub(self.before)
+    }
+}

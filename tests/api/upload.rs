@@ -3,8 +3,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    assert_error_shape, firmware_rows, image_bytes, sha256_hex, spawn_app, spawn_app_with, stored_keys,
-    upload, upload_ok,
+    RssSampler, assert_error_shape, firmware_rows, image_bytes, sha256_hex, spawn_app, spawn_app_with,
+    stored_keys, upload, upload_ok,
 };
 
 #[tokio::test]
@@ -284,13 +284,6 @@ async fn release_signatures_are_required_when_configured_and_must_verify() {
     assert_eq!(release["release_signature"], good);
 }
 
-/// Resident memory of this process (the service runs in it), in bytes.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
-
 #[tokio::test]
 async fn a_large_upload_streams_through_without_the_memory_growing_with_it() {
     const SIZE: usize = 128 << 20;
@@ -308,26 +301,13 @@ async fn a_large_upload_streams_through_without_the_memory_growing_with_it() {
         )
         .part("file", file);
 
-    let before = rss_bytes();
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        std::thread::spawn(move || {
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                peak.fetch_max(rss_bytes(), std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let sampler = RssSampler::start();
     let response =
         app.post("/v1/admin/firmware").bearer_auth(app.admin_token()).multipart(form).send().await.unwrap();
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    sampler.join().unwrap();
+    let growth = sampler.growth();
     assert_eq!(response.status(), 201);
     let release: Value = response.json().await.unwrap();
     assert_eq!(release["size"], SIZE as u64);
-    let growth = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before);
     assert!(
         growth < 48 << 20,
         "memory grew by {} MiB while a {} MiB image streamed",

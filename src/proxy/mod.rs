@@ -1,0 +1,343 @@
+//! The streaming reverse proxy: requests under `proxy.prefixes` that no local route serves are
+//! forwarded to `proxy.upstream`, the full NOWATCH backend, with method, path, query, headers and
+//! body intact, and its answer comes back as it is (status, headers, body; redirects not
+//! followed, bodies never decompressed). Both bodies stream chunk by chunk.
+//!
+//! The proxy never touches the database. Each actix worker owns one [`Forwarder`] and with it one
+//! `awc::Client` (which is `!Send`), so upstream connections are pooled per worker.
+
+mod body;
+mod headers;
+mod path;
+
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::{BodyStream, SizedStream};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{StatusCode, Uri};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use awc::error::{ConnectError, SendRequestError};
+
+use self::body::{BodyFailure, Progress, RequestBody, ResponseBody};
+use self::path::Prefixes;
+pub use self::path::unsafe_path;
+use crate::config::ProxySettings;
+use crate::error::ApiError;
+use crate::startup::PassThrough;
+use crate::telemetry::RequestId;
+
+/// Request headers this hop replaces rather than passes on (besides the hop-by-hop ones).
+const REPLACED_REQUEST_HEADERS: &[&str] =
+    &["host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"];
+
+/// What became of a proxied request, for the metrics hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered with this status (its body may still be streaming).
+    Answered(StatusCode),
+    /// No `proxy.upstream` is configured: 503.
+    NoUpstream,
+    /// The request body was over `proxy.max_body_bytes`: 413.
+    TooLarge,
+    /// The client's request body broke off or stalled: 400 or 408.
+    ClientFailed,
+    /// The upstream could not be reached or answered garbage: 502.
+    Unreachable,
+    /// The upstream did not answer within the timeout: 504.
+    TimedOut,
+    /// The upstream's response body broke off or stalled after the head was sent.
+    BodyFailed,
+}
+
+/// The proxy's share of `/metrics`: requests by tag (the prefix's last segment: `measurement`,
+/// `auth`, ...) and status, and upstream failures by tag and kind.
+#[derive(Clone)]
+pub struct ProxyMetrics {
+    requests: prometheus::IntCounterVec,
+    upstream_errors: prometheus::IntCounterVec,
+}
+
+impl ProxyMetrics {
+    pub fn new(metrics: &crate::metrics::Metrics) -> Self {
+        Self {
+            requests: metrics.proxy_requests.clone(),
+            upstream_errors: metrics.proxy_upstream_errors.clone(),
+        }
+    }
+
+    /// Called once for every proxied request, and again if its response body fails.
+    pub fn record(&self, tag: &str, outcome: Outcome) {
+        let status = match outcome {
+            Outcome::Answered(status) => status.as_u16(),
+            Outcome::NoUpstream => 503,
+            Outcome::TooLarge => 413,
+            Outcome::ClientFailed => 400,
+            Outcome::Unreachable => 502,
+            Outcome::TimedOut => 504,
+            Outcome::BodyFailed => {
+                self.upstream_errors.with_label_values(&[tag, "body_failed"]).inc();
+                return;
+            }
+        };
+        match outcome {
+            Outcome::Unreachable => self.upstream_errors.with_label_values(&[tag, "unreachable"]).inc(),
+            Outcome::TimedOut => self.upstream_errors.with_label_values(&[tag, "timeout"]).inc(),
+            _ => {}
+        }
+        self.requests.with_label_values(&[tag, &status.to_string()]).inc();
+    }
+}
+
+/// The proxy's settings, resolved once and shared by every worker.
+pub struct Proxy {
+    upstream: Option<Upstream>,
+    prefixes: Prefixes,
+    timeout: Duration,
+    connect_timeout: Duration,
+    keep_alive: Duration,
+    max_body_bytes: u64,
+    max_connections: usize,
+    tls: Arc<rustls::ClientConfig>,
+    metrics: ProxyMetrics,
+}
+
+/// `scheme://host[:port]` and the base path (no trailing slash) of `proxy.upstream`.
+struct Upstream {
+    origin: String,
+    base_path: String,
+}
+
+impl Proxy {
+    /// Resolves validated settings; fails only if TLS cannot be set up.
+    pub fn from_settings(settings: &ProxySettings, metrics: ProxyMetrics) -> anyhow::Result<Arc<Self>> {
+        let upstream = match settings.upstream.as_str() {
+            "" => None,
+            raw => {
+                let url = url::Url::parse(raw).map_err(|e| anyhow::anyhow!("`proxy.upstream`: {e}"))?;
+                Some(Upstream {
+                    origin: url[..url::Position::BeforePath].to_owned(),
+                    base_path: url.path().trim_end_matches('/').to_owned(),
+                })
+            }
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow::anyhow!("`proxy.upstream`: TLS set-up failed: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        // HTTP/1.1 only: awc's HTTP/2 flow-control windows are too small for large bodies.
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(Self {
+            upstream,
+            prefixes: Prefixes::new(&settings.prefixes),
+            timeout: Duration::from_secs(settings.timeout_s),
+            connect_timeout: Duration::from_secs(settings.connect_timeout_s),
+            keep_alive: Duration::from_secs(settings.keep_alive_s),
+            max_body_bytes: settings.max_body_bytes,
+            max_connections: settings.max_connections,
+            tls: Arc::new(tls),
+            metrics,
+        }))
+    }
+
+    /// The forwarder of one worker, with its own connection pool.
+    pub fn forwarder(self: &Arc<Self>) -> Forwarder {
+        let connector = awc::Connector::new()
+            .rustls_0_23(self.tls.clone())
+            .limit(self.max_connections)
+            .timeout(self.connect_timeout)
+            .handshake_timeout(self.connect_timeout)
+            .conn_keep_alive(self.keep_alive);
+        let client = awc::Client::builder()
+            .connector(connector)
+            .disable_redirects()
+            .disable_timeout() // the idle timeout below covers the whole exchange
+            .no_default_headers()
+            .finish();
+        Forwarder { proxy: self.clone(), client }
+    }
+}
+
+/// One worker's proxy: the shared settings and that worker's pooled client.
+pub struct Forwarder {
+    proxy: Arc<Proxy>,
+    client: awc::Client,
+}
+
+impl Forwarder {
+    /// The tag of the prefix a (safe) path falls under, if it is proxied.
+    pub fn tag_of(&self, path: &str) -> Option<&str> {
+        self.proxy.prefixes.tag_of(path)
+    }
+
+    /// Forwards the request and streams the upstream's answer back, marked [`PassThrough`] so
+    /// its errors keep their own bodies. The caller has checked the path with [`unsafe_path`].
+    pub async fn forward(
+        &self,
+        req: HttpRequest,
+        payload: web::Payload,
+        tag: &str,
+    ) -> Result<HttpResponse, ApiError> {
+        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+        let failed = |outcome: Outcome, error: ApiError, detail: &dyn std::fmt::Display| {
+            tracing::warn!(request_id = %request_id, tag, ?outcome, error = %detail, "proxy: request failed");
+            self.proxy.metrics.record(tag, outcome);
+            error
+        };
+        let Some(upstream) = &self.proxy.upstream else {
+            let error = ApiError::ServiceUnavailable("this part of the API is not available here".into());
+            return Err(failed(Outcome::NoUpstream, error, &"`proxy.upstream` is empty"));
+        };
+        let limit = self.proxy.max_body_bytes;
+        let declared = declared_length(&req)?;
+        if declared.is_some_and(|len| len > limit) {
+            return Err(failed(Outcome::TooLarge, too_large(limit), &"Content-Length over the limit"));
+        }
+        let request = self.upstream_request(&req, upstream, &request_id)?;
+
+        let progress = Rc::new(Progress::new());
+        let send = match declared {
+            Some(len) => {
+                request.send_body(SizedStream::new(len, RequestBody::new(payload, limit, progress.clone())))
+            }
+            None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+                request.send_body(BodyStream::new(RequestBody::new(payload, limit, progress.clone())))
+            }
+            None => request.send(),
+        };
+        let mut send = pin!(send);
+        let timeout = self.proxy.timeout;
+        let sent = loop {
+            match tokio::time::timeout_at(progress.last() + timeout, send.as_mut()).await {
+                Ok(result) => break result,
+                // Body bytes moved since the deadline was set: wait a full timeout again.
+                Err(_) if progress.last() + timeout > tokio::time::Instant::now() => continue,
+                Err(_) if progress.waiting_on_client() => {
+                    let error = ApiError::RequestTimeout(format!(
+                        "body: nothing received for {} s",
+                        timeout.as_secs()
+                    ));
+                    return Err(failed(Outcome::ClientFailed, error, &"the client stopped sending its body"));
+                }
+                Err(_) => {
+                    let detail = "no answer within proxy.timeout_s";
+                    return Err(failed(Outcome::TimedOut, gateway_timeout(), &detail));
+                }
+            }
+        };
+        match sent {
+            Ok(answer) => {
+                self.proxy.metrics.record(tag, Outcome::Answered(answer.status()));
+                Ok(stream_back(answer, timeout, tag, request_id, self.proxy.metrics.clone()))
+            }
+            Err(e) => {
+                let (outcome, error) = classify(&e, progress.failure(), limit);
+                Err(failed(outcome, error, &e))
+            }
+        }
+    }
+
+    /// The upstream request: same method, base path + path + query, end-to-end headers, plus the
+    /// forwarding headers and our request id.
+    fn upstream_request(
+        &self,
+        req: &HttpRequest,
+        upstream: &Upstream,
+        request_id: &str,
+    ) -> Result<awc::ClientRequest, ApiError> {
+        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let target = format!("{}{}{path_and_query}", upstream.origin, upstream.base_path);
+        let target =
+            Uri::try_from(target).map_err(|_| ApiError::field("path", "not a valid request target"))?;
+        let mut request = self.client.request(req.method().clone(), target).no_decompress();
+        let outgoing = request.headers_mut();
+        for (name, value) in headers::end_to_end(req.headers(), REPLACED_REQUEST_HEADERS) {
+            outgoing.append(name.clone(), value.clone());
+        }
+        // Scheme and host as the client (or a load balancer before us, via X-Forwarded-*) saw them.
+        let info = req.connection_info().clone();
+        let added = [
+            ("x-forwarded-for", headers::forwarded_for(req.headers(), req.peer_addr().map(|a| a.ip()))),
+            ("x-forwarded-proto", Some(info.scheme().to_owned())),
+            ("x-forwarded-host", Some(info.host().to_owned())),
+            ("x-request-id", Some(request_id.to_owned()).filter(|id| !id.is_empty())),
+        ];
+        for (name, value) in added {
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                outgoing.insert(HeaderName::from_static(name), value);
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// The upstream's status, end-to-end headers and streamed body, as our response.
+fn stream_back(
+    mut answer: awc::ClientResponse,
+    idle: Duration,
+    tag: &str,
+    request_id: String,
+    metrics: ProxyMetrics,
+) -> HttpResponse {
+    let status = answer.status();
+    let mut response = HttpResponse::build(status);
+    for (name, value) in headers::end_to_end(answer.headers(), &[]) {
+        response.append_header((name.clone(), value.clone()));
+    }
+    let length = answer
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = ResponseBody::new(answer.take_payload(), idle, tag.to_owned(), request_id, metrics);
+    let mut response = if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        response.finish()
+    } else if let Some(length) = length {
+        // Also right for HEAD: the length is announced and no body is sent.
+        response.body(SizedStream::new(length, body))
+    } else {
+        response.body(BodyStream::new(body))
+    };
+    response.extensions_mut().insert(PassThrough);
+    response
+}
+
+/// What a failed exchange means for the client: a body problem is the client's, a connect or
+/// protocol failure is 502, an awc-level timeout (connecting) is 504.
+fn classify(error: &SendRequestError, body: Option<BodyFailure>, limit: u64) -> (Outcome, ApiError) {
+    match (body, error) {
+        (Some(BodyFailure::TooLarge), _) => (Outcome::TooLarge, too_large(limit)),
+        (Some(BodyFailure::Client), _) => {
+            (Outcome::ClientFailed, ApiError::bad_request("body: the request body broke off"))
+        }
+        (None, SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout)) => {
+            (Outcome::TimedOut, gateway_timeout())
+        }
+        (None, _) => (Outcome::Unreachable, ApiError::BadGateway("the backend could not be reached".into())),
+    }
+}
+
+/// The request's `Content-Length`, if it has one; a malformed one is 400.
+fn declared_length(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()))
+        .map(|parsed| parsed.ok_or_else(|| ApiError::field("Content-Length", "not a number")))
+        .transpose()
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!("body: larger than the limit of {limit} bytes"))
+}
+
+fn gateway_timeout() -> ApiError {
+    ApiError::GatewayTimeout("the backend did not answer in time".into())
+}
