@@ -32,9 +32,16 @@ pub fn start_binary(env: &HashMap<String, String>) -> Binary {
 
 impl Binary {
     /// SIGKILL: no destructor, no graceful shutdown.
-    pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    pub fn kill9(self) {
+        drop(self);
+    }
+}
+
+/// A failing test must not leave the service running.
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
