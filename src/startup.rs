@@ -144,7 +144,13 @@ async fn request_context(
     let status = response.status();
     if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
         // The route pattern, never the raw path: ids would make every request its own series.
-        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+        // Forwarded requests are counted as one route here (and by tag in the proxy's metrics).
+        let forwarded = response.response().extensions().get::<PassThrough>().is_some();
+        let route = match response.request().match_pattern() {
+            Some(pattern) => pattern,
+            None if forwarded => "proxy".into(),
+            None => "unmatched".into(),
+        };
         let labels = [method.as_str(), route.as_str()];
         state.metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
         state.metrics.http_requests.with_label_values(&[labels[0], labels[1], status.as_str()]).inc();
