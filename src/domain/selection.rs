@@ -50,7 +50,7 @@ pub struct Offer<'a, C> {
     pub channel_rank: usize,
 }
 
-/// Picks the update for `device` among `releases` (one hardware id's, newest first):
+/// Picks the update for `device` among `releases` (one hardware id's, sorted newest first):
 /// 1. candidates are above the current version and not below the hardware's `floor`, with a
 ///    rollout on the device's channel or a more stable one;
 /// 2. the newest candidate whose rollout admits the device is chosen;
@@ -61,9 +61,12 @@ pub fn select<'a, C: Candidate>(
     device: &Device<'_>,
     floor: Option<&Version>,
 ) -> Option<Offer<'a, C>> {
-    let mut admitted = releases.iter().filter_map(|release| {
+    // Newest first: once a release is not above the current version, none after it is, so an
+    // up-to-date device costs one comparison however many releases the hardware has.
+    let above_current = releases.iter().take_while(|release| release.version() > device.current);
+    let mut admitted = above_current.filter_map(|release| {
         let version = release.version();
-        if version <= device.current || floor.is_some_and(|f| version < f) {
+        if floor.is_some_and(|f| version < f) {
             return None;
         }
         release
@@ -151,6 +154,37 @@ mod tests {
             release("1.2.0-beta.2", None, vec![gate(1, RolloutState::Completed, 100)]),
         ];
         assert_eq!(pick(&newer_stable, "1.0.0", 1, None).as_deref(), Some("1.3.0"));
+    }
+
+    #[test]
+    fn an_up_to_date_device_looks_at_no_older_release() {
+        struct Counting<'a>(R, &'a std::cell::Cell<usize>);
+        impl Candidate for Counting<'_> {
+            fn version(&self) -> &Version {
+                self.1.set(self.1.get() + 1);
+                &self.0.version
+            }
+            fn min_from_version(&self) -> Option<&Version> {
+                self.0.min_from.as_ref()
+            }
+            fn gates(&self) -> &[RolloutGate] {
+                &self.0.gates
+            }
+        }
+        let looked = std::cell::Cell::new(0);
+        let releases: Vec<Counting> = (0..1000)
+            .rev()
+            .map(|i| {
+                Counting(
+                    release(&format!("1.0.{i}"), None, vec![gate(0, RolloutState::Completed, 100)]),
+                    &looked,
+                )
+            })
+            .collect();
+        let id = DeviceId::parse("dev-1").unwrap();
+        let current = v("1.0.999");
+        assert!(select(&releases, &Device { id: &id, current: &current, channel_rank: 0 }, None).is_none());
+        assert_eq!(looked.get(), 1);
     }
 
     #[test]
