@@ -111,11 +111,16 @@ pub fn failure_rate(counts: &BTreeMap<String, u64>) -> Option<f64> {
     (outcomes > 0).then(|| failed as f64 / outcomes as f64)
 }
 
-pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
-    let row = rollout::Entity::find_by_id(id)
-        .one(&state.db)
+/// A rollout row, or 404.
+async fn load(db: &impl ConnectionTrait, id: Uuid) -> Result<rollout::Model, ApiError> {
+    rollout::Entity::find_by_id(id)
+        .one(db)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("rollout {id} not found")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("rollout {id} not found")))
+}
+
+pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
+    let row = load(&state.db, id).await?;
     let counts = counts(&state.db, id).await?;
     let events = rollout_events::list(&state.db, id).await?;
     Ok(RolloutView {
@@ -230,10 +235,7 @@ pub async fn control(
     actor: &str,
 ) -> Result<RolloutView, ApiError> {
     let txn = crate::db::begin_write(&state.db).await?;
-    let row = rollout::Entity::find_by_id(id)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("rollout {id} not found")))?;
+    let row = load(&txn, id).await?;
     let stages = Stages::from_json(&row.stages).map_err(ApiError::internal)?;
     let to = apply(command, position(&row)?, stages.as_slice().len()).map_err(ApiError::Conflict)?;
     let kind = if to.state == RolloutState::Completed { "completed" } else { command.event_kind() };
@@ -295,10 +297,7 @@ pub struct Preview {
 
 /// A dry run: how many known devices of the release's hardware each stage would admit.
 pub async fn preview(state: &AppState, id: Uuid) -> Result<Preview, ApiError> {
-    let row = rollout::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("rollout {id} not found")))?;
+    let row = load(&state.db, id).await?;
     let stages = Stages::from_json(&row.stages).map_err(ApiError::internal)?;
     let salt = hex::decode(&row.salt).map_err(ApiError::internal)?;
     let hardware =
