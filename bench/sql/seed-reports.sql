@@ -1,0 +1,14 @@
+-- Reports @from .. @to - 1 inserted directly: copies of the real report of device @tmpl, device
+-- ids bulk-N, statuses cycling through the four that are not "failed" (so the rollout does not
+-- halt itself meanwhile).
+-- Usage: sqlite3 DB -cmd '.parameter set @from 1000' -cmd '.parameter set @to 100000' \
+--          -cmd ".parameter set @tmpl \"'http-0'\"" < seed-reports.sql
+.timeout 30000
+WITH RECURSIVE n(i) AS (SELECT @from UNION ALL SELECT i + 1 FROM n WHERE i + 1 < @to)
+INSERT INTO device_report (device_id, firmware_id, rollout_id, status, error, from_version,
+                           report_count, first_reported_at, updated_at)
+SELECT 'bulk-' || n.i, r.firmware_id, r.rollout_id,
+       CASE n.i % 4 WHEN 0 THEN 'downloading' WHEN 1 THEN 'downloaded'
+                    WHEN 2 THEN 'installing' ELSE 'installed' END,
+       NULL, r.from_version, 1, r.first_reported_at, r.updated_at
+FROM n, (SELECT * FROM device_report WHERE device_id = @tmpl) AS r;
