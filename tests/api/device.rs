@@ -12,18 +12,13 @@ async fn check(app: &TestApp, query: &str) -> reqwest::Response {
     app.get(&format!("/v1/firmware/check?{query}")).bearer_auth(app.user_token()).send().await.unwrap()
 }
 
-/// The version offered to a device, or None on 204.
+/// The version offered to device `watch-1`, or None on 204.
 async fn offered(app: &TestApp, hardware: &str, version: &str, channel: &str) -> Option<String> {
-    let response =
-        check(app, &format!("hardware={hardware}&version={version}&device_id=watch-1&channel={channel}"))
-            .await;
-    match response.status().as_u16() {
-        204 => None,
-        200 => {
-            Some(response.json::<Value>().await.unwrap()["firmware"]["version"].as_str().unwrap().to_owned())
-        }
-        other => panic!("check answered {other}: {}", response.text().await.unwrap()),
-    }
+    crate::helpers::offered_version(
+        app,
+        &format!("hardware={hardware}&version={version}&device_id=watch-1&channel={channel}"),
+    )
+    .await
 }
 
 async fn release(app: &TestApp, version: &str, hardware: &[&str], seed: u8, channel: &str) -> Value {

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: actix_web::web::Data<AppState>,
     pub dir: tempfile::TempDir,
+    _gate: MemoryGate,
 }
 
 impl TestApp {
@@ -49,6 +50,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with extra `NOWATCH_OTA__...` settings as `(key, value)` pairs.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let gate = MemoryGate::enter().await;
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&dir).await;
     for (k, v) in overrides {
@@ -59,7 +61,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), state, dir }
+    TestApp { address, client: reqwest::Client::new(), state, dir, _gate: gate }
 }
 
 /// Settings for a fresh, isolated instance, as environment variables.
@@ -298,5 +300,70 @@ impl RssSampler {
         self.sampling.store(false, Ordering::Relaxed);
         self.thread.join().unwrap();
         self.peak.load(Ordering::Relaxed).saturating_sub(self.before)
+    }
+}
+
+/// The version the update check offers `device` (None on 204), with a user token.
+pub async fn offered_version(app: &TestApp, query: &str) -> Option<String> {
+    let response =
+        app.get(&format!("/v1/firmware/check?{query}")).bearer_auth(app.user_token()).send().await.unwrap();
+    match response.status().as_u16() {
+        204 => None,
+        200 => {
+            Some(response.json::<Value>().await.unwrap()["firmware"]["version"].as_str().unwrap().to_owned())
+        }
+        other => panic!("check answered {other}: {}", response.text().await.unwrap()),
+    }
+}
+
+/// The tests share one process, so a test that measures this process's memory must not run
+/// while other tests stream large bodies. Every app holds a shared place; [`measure_memory_alone`]
+/// waits until only the caller's own app is left and keeps others out until it is dropped.
+/// (A waiting measurement never blocks a test that is already running, so nothing deadlocks.)
+static GATE: std::sync::Mutex<(usize, bool)> = std::sync::Mutex::new((0, false));
+
+pub struct MemoryGate;
+
+impl MemoryGate {
+    pub async fn enter() -> Self {
+        loop {
+            {
+                let mut gate = GATE.lock().unwrap();
+                if !gate.1 {
+                    gate.0 += 1;
+                    return MemoryGate;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for MemoryGate {
+    fn drop(&mut self) {
+        let mut gate = GATE.lock().unwrap_or_else(|e| e.into_inner());
+        gate.0 -= 1;
+    }
+}
+
+pub struct Alone;
+
+/// Waits until the caller's own `apps` are the only ones running, then keeps new ones out.
+pub async fn measure_memory_alone(apps: usize) -> Alone {
+    loop {
+        {
+            let mut gate = GATE.lock().unwrap();
+            if !gate.1 && gate.0 <= apps {
+                gate.1 = true;
+                return Alone;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        GATE.lock().unwrap_or_else(|e| e.into_inner()).1 = false;
     }
 }

@@ -541,6 +541,7 @@ async fn a_large_proxied_upload_streams_through_without_the_memory_growing_with_
     let (chunks, content_type) = measurement_upload(FILE_MIB);
     let total: usize = chunks.iter().map(Bytes::len).sum();
 
+    let _alone = crate::helpers::measure_memory_alone(1).await;
     let sampler = RssSampler::start();
     let response = app
         .post("/v1/measurement/upload")

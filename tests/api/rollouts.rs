@@ -8,19 +8,8 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_error_shape, image_bytes, publish, spawn_app, upload_ok};
 
 async fn offered_to(app: &TestApp, device: &str, version: &str) -> Option<String> {
-    let response = app
-        .get(&format!("/v1/firmware/check?hardware=nw-s1&version={version}&device_id={device}"))
-        .bearer_auth(app.user_token())
-        .send()
+    crate::helpers::offered_version(app, &format!("hardware=nw-s1&version={version}&device_id={device}"))
         .await
-        .unwrap();
-    match response.status().as_u16() {
-        204 => None,
-        200 => {
-            Some(response.json::<Value>().await.unwrap()["firmware"]["version"].as_str().unwrap().to_owned())
-        }
-        other => panic!("check answered {other}"),
-    }
 }
 
 async fn admitted(app: &TestApp, devices: &[String]) -> Vec<bool> {

@@ -35,6 +35,7 @@ fn chunks(
 }
 
 async fn the_suite(store: BlobStore) {
+    let _gate = crate::helpers::MemoryGate::enter().await;
     // A stream larger than 16 MiB, in uneven chunks, hashed and sized on the way.
     let bytes = image_bytes(42, (17 << 20) + 12345);
     let staged = store.put_staging(chunks(&bytes, 1 << 19), u64::MAX).await.unwrap();

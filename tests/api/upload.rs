@@ -301,6 +301,7 @@ async fn a_large_upload_streams_through_without_the_memory_growing_with_it() {
         )
         .part("file", file);
 
+    let _alone = crate::helpers::measure_memory_alone(1).await;
     let sampler = RssSampler::start();
     let response =
         app.post("/v1/admin/firmware").bearer_auth(app.admin_token()).multipart(form).send().await.unwrap();
