@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_tables;
 mod m20261123_000002_add_rollout_chain_head;
+mod m20261124_000003_create_rollout_report_count;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_tables::Migration),
             Box::new(m20261123_000002_add_rollout_chain_head::Migration),
+            Box::new(m20261124_000003_create_rollout_report_count::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::db::entities::{device, device_report, rollout};
+use crate::db::entities::{device, device_report, rollout, rollout_report_count};
 use crate::domain::rollout::RolloutState;
 use crate::domain::selection::RolloutGate;
 use crate::domain::{Channel, DeviceId, FirmwareState, HardwareId, ReportStatus, Version};
@@ -131,6 +131,11 @@ pub async fn record(
             match transition_allowed(from, status) {
                 None if previous.error == error => return Ok(previous.into()),
                 None | Some(true) => {
+                    if let Some(rollout_id) = previous.rollout_id
+                        && from != status
+                    {
+                        count_moves(&txn, rollout_id, &[(from, -1), (status, 1)]).await?;
+                    }
                     let count = previous.report_count + 1;
                     let mut row = previous.into_active_model();
                     row.status = Set(status.as_str().to_owned());
@@ -149,6 +154,9 @@ pub async fn record(
         }
         None => {
             let rollout_id = attributed_rollout(state, &txn, firmware_id, &request).await?;
+            if let Some(rollout_id) = rollout_id {
+                count_moves(&txn, rollout_id, &[(status, 1)]).await?;
+            }
             let row = device_report::Model {
                 device_id: request.device_id.to_string(),
                 firmware_id,
@@ -171,6 +179,40 @@ pub async fn record(
     upsert_device(&txn, &request.device_id, &hardware, version, request.channel.as_ref(), now).await?;
     txn.commit().await?;
     Ok(report.into())
+}
+
+/// Moves devices between a rollout's per-status counts (`rollout_report_count`), in the report's
+/// transaction. Rows are touched in status order, so two reports moving devices in opposite
+/// directions (failed → downloading, downloading → failed) cannot deadlock on PostgreSQL.
+async fn count_moves(
+    db: &impl sea_orm::ConnectionTrait,
+    rollout_id: Uuid,
+    moves: &[(ReportStatus, i64)],
+) -> Result<(), ApiError> {
+    use rollout_report_count::Column;
+    use sea_orm::ExprTrait;
+    use sea_orm::sea_query::Expr;
+    let mut moves = moves.to_vec();
+    moves.sort_by_key(|(status, _)| status.as_str());
+    for (status, delta) in moves {
+        let row = rollout_report_count::ActiveModel {
+            rollout_id: Set(rollout_id),
+            status: Set(status.as_str().to_owned()),
+            devices: Set(delta),
+        };
+        rollout_report_count::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([Column::RolloutId, Column::Status])
+                    .value(
+                        Column::Devices,
+                        Expr::col((rollout_report_count::Entity, Column::Devices)).add(delta),
+                    )
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The rollout a device's reports count towards: among the release's rollouts on the device's

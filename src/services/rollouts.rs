@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::db::entities::{device, device_report, rollout, rollout_event};
+use crate::db::entities::{device, rollout, rollout_event, rollout_report_count};
 use crate::db::rollout_events;
 use crate::domain::rollout::{Command, Position, RolloutState, Stages, apply, bucket};
 use crate::domain::{DeviceId, ReportStatus};
@@ -84,21 +84,17 @@ pub fn current_percent(row: &rollout::Model) -> f64 {
     f64::from(current_basis_points(row)) / 100.0
 }
 
-/// Report counts by status for a rollout.
+/// Report counts by status for a rollout: the devices whose latest report on this release is
+/// attributed to it, from the counters `services::reports::record` keeps.
 pub async fn counts(db: &impl ConnectionTrait, rollout_id: Uuid) -> Result<BTreeMap<String, u64>, DbErr> {
-    let rows: Vec<(String, i64)> = device_report::Entity::find()
-        .select_only()
-        .column(device_report::Column::Status)
-        .column_as(device_report::Column::DeviceId.count(), "n")
-        .filter(device_report::Column::RolloutId.eq(rollout_id))
-        .group_by(device_report::Column::Status)
-        .into_tuple()
+    let rows = rollout_report_count::Entity::find()
+        .filter(rollout_report_count::Column::RolloutId.eq(rollout_id))
         .all(db)
         .await?;
     let mut counts: BTreeMap<String, u64> =
         ReportStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
-    for (status, n) in rows {
-        counts.insert(status, n.max(0) as u64);
+    for row in rows {
+        counts.insert(row.status, row.devices.max(0) as u64);
     }
     Ok(counts)
 }
@@ -239,9 +235,10 @@ pub async fn control(
     let stages = Stages::from_json(&row.stages).map_err(ApiError::internal)?;
     let to = apply(command, position(&row)?, stages.as_slice().len()).map_err(ApiError::Conflict)?;
     let kind = if to.state == RolloutState::Completed { "completed" } else { command.event_kind() };
+    let firmware_id = row.firmware_id;
     move_to(&txn, row, to, actor, kind, json!({}), Utc::now()).await?;
     txn.commit().await?;
-    state.catalog_changed().await;
+    state.release_changed(firmware_id).await;
     view(state, id).await
 }
 

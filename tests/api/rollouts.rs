@@ -167,6 +167,51 @@ async fn a_failing_rollout_halts_by_itself_and_devices_fall_back_to_the_previous
     assert_eq!(offered_to(&app, "watch-a", "1.0.0").await.as_deref(), Some("2.0.0"));
 }
 
+/// POSTs a report and returns the status code, without asserting it.
+async fn report_status(app: &TestApp, firmware: &str, device: &str, status: &str) -> u16 {
+    app.post(&format!("/v1/firmware/{firmware}/report"))
+        .bearer_auth(app.user_token())
+        .json(&json!({"device_id": device, "status": status, "channel": "stable", "error": (status == "failed").then_some("E_BOOT")}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn counts_of(view: &Value) -> [u64; 5] {
+    ["downloading", "downloaded", "installing", "installed", "failed"]
+        .map(|s| view["counts"][s].as_u64().unwrap_or_else(|| panic!("no count for {s}: {view}")))
+}
+
+#[tokio::test]
+async fn the_counts_follow_each_device_through_its_statuses_once() {
+    let app = spawn_app().await;
+    let (firmware, r) = staged(&app, json!([{"percent": 100}]), json!({})).await;
+    assert_eq!(counts_of(&rollout(&app, &r).await), [0, 0, 0, 0, 0]);
+
+    // [downloading, downloaded, installing, installed, failed] after each report.
+    let steps = [
+        ("a", "downloading", 200, [1, 0, 0, 0, 0]),
+        ("b", "downloading", 200, [2, 0, 0, 0, 0]),
+        ("a", "downloading", 200, [2, 0, 0, 0, 0]), // the same status again counts once
+        ("a", "installing", 200, [1, 0, 1, 0, 0]),
+        ("a", "downloaded", 409, [1, 0, 1, 0, 0]), // backwards is refused and changes nothing
+        ("a", "failed", 200, [1, 0, 0, 0, 1]),
+        ("a", "downloading", 200, [2, 0, 0, 0, 0]), // a failed device starts again
+        ("b", "installed", 200, [1, 0, 0, 1, 0]),
+        ("b", "failed", 409, [1, 0, 0, 1, 0]),
+        ("a", "installed", 200, [0, 0, 0, 2, 0]),
+        ("c", "failed", 200, [0, 0, 0, 2, 1]),
+    ];
+    for (device, status, code, expected) in steps {
+        assert_eq!(report_status(&app, &firmware, device, status).await, code, "{device} {status}");
+        let view = rollout(&app, &r).await;
+        assert_eq!(counts_of(&view), expected, "after {device} {status}");
+    }
+    assert_eq!(rollout(&app, &r).await["failure_rate"].as_f64(), Some(1.0 / 3.0));
+}
+
 #[tokio::test]
 async fn manual_controls_follow_the_state_machine_and_the_check_honours_every_state() {
     let app = spawn_app().await;
@@ -345,4 +390,21 @@ async fn only_one_instance_evaluates_rollouts_at_a_time_on_postgresql() {
         other.rollback().await.unwrap();
     }
     assert_eq!(tick(&app.state, later).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_migration_that_adds_the_counts_fills_them_from_the_reports_already_there() {
+    use migration::MigratorTrait;
+    let app = spawn_app().await;
+    let (firmware, r) = staged(&app, json!([{"percent": 100}]), json!({})).await;
+    for (device, status) in [("a", "installed"), ("b", "installed"), ("c", "failed"), ("d", "downloading")] {
+        report(&app, &firmware, device, status).await;
+    }
+    let before = counts_of(&rollout(&app, &r).await);
+    assert_eq!(before, [1, 0, 0, 2, 1]);
+
+    // Back to the schema before the counts existed, then forward again.
+    migration::Migrator::down(&app.state.db, Some(1)).await.unwrap();
+    migration::Migrator::up(&app.state.db, None).await.unwrap();
+    assert_eq!(counts_of(&rollout(&app, &r).await), before);
 }

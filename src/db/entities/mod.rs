@@ -1,4 +1,4 @@
-//! sea-orm entities, one per table of the first migration.
+//! sea-orm entities, one per table.
 
 pub mod device;
 pub mod device_report;
@@ -7,3 +7,4 @@ pub mod firmware_hardware;
 pub mod hardware_floor;
 pub mod rollout;
 pub mod rollout_event;
+pub mod rollout_report_count;
