@@ -1,10 +1,12 @@
 //! Token verification. The accepted algorithm comes from configuration, never from the token,
 //! so `alg: none` and HS/RS key confusion are refused by construction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::config::AuthSettings;
 
@@ -66,6 +68,48 @@ pub struct JwtVerifier {
     validation: Validation,
     admin_flag_claim: String,
     roles_claim: String,
+    verified: VerifiedTokens,
+}
+
+/// Tokens this process has verified, until they expire. A watch sends the same token on every
+/// update check, and verifying it again was a third of a check's instructions (bench/PROFILE.md).
+/// Keyed by the token's SHA-256, so the tokens themselves are not kept; an entry is only ever
+/// found by the exact bytes that passed verification, and is never used past `exp` + leeway.
+/// Bounded: when full, expired entries go, and if none had expired, all of them.
+struct VerifiedTokens {
+    entries: Mutex<HashMap<[u8; 32], Verified>>,
+    capacity: usize,
+}
+
+#[derive(Clone)]
+struct Verified {
+    identity: Identity,
+    /// Unix seconds after which the token is refused: `exp` + leeway.
+    valid_until: u64,
+}
+
+impl VerifiedTokens {
+    const CAPACITY: usize = 10_000;
+
+    fn new(capacity: usize) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), capacity }
+    }
+
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<Identity> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.get(key).filter(|v| now <= v.valid_until).map(|v| v.identity.clone())
+    }
+
+    fn insert(&self, key: [u8; 32], verified: Verified, now: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= self.capacity {
+            entries.retain(|_, v| now <= v.valid_until);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(key, verified);
+    }
 }
 
 impl JwtVerifier {
@@ -109,11 +153,26 @@ impl JwtVerifier {
             validation,
             admin_flag_claim: settings.admin_flag_claim.clone(),
             roles_claim: settings.roles_claim.clone(),
+            verified: VerifiedTokens::new(VerifiedTokens::CAPACITY),
         })
     }
 
-    /// Verifies a raw token and reads who it is for.
+    /// Verifies a raw token and reads who it is for; a token verified before is taken from
+    /// memory until it expires.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(identity) = self.verified.get(&key, now) {
+            return Ok(identity);
+        }
+        let (identity, exp) = self.verify_signature_and_claims(token)?;
+        let valid_until = exp.saturating_add(self.validation.leeway);
+        self.verified.insert(key, Verified { identity: identity.clone(), valid_until }, now);
+        Ok(identity)
+    }
+
+    /// The full check, with the token's `exp` (required by the validation).
+    fn verify_signature_and_claims(&self, token: &str) -> Result<(Identity, u64), AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation).map_err(|e| {
@@ -139,7 +198,9 @@ impl JwtVerifier {
             .get(&self.roles_claim)
             .and_then(Value::as_array)
             .is_some_and(|roles| roles.iter().any(|r| r.as_str() == Some("admin")));
-        Ok(Identity { sub, is_admin: flag || role })
+        // `exp` is a required claim, so validation has read it as a number already.
+        let exp = claims.get("exp").and_then(|e| e.as_u64().or_else(|| e.as_f64().map(|f| f as u64)));
+        Ok((Identity { sub, is_admin: flag || role }, exp.ok_or(AuthError::Invalid)?))
     }
 }
 
@@ -166,4 +227,37 @@ pub fn mint_dev_token(settings: &AuthSettings, sub: &str, admin: bool, ttl_s: u6
     }
     let key = EncodingKey::from_secret(settings.hs_secret.as_bytes());
     Ok(jsonwebtoken::encode(&Header::new(alg), &claims, &key)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(sub: &str, valid_until: u64) -> Verified {
+        Verified { identity: Identity { sub: sub.into(), is_admin: false }, valid_until }
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_after_its_expiry() {
+        let cache = VerifiedTokens::new(10);
+        cache.insert([1; 32], verified("watch", 1_000), 900);
+        assert_eq!(cache.get(&[1; 32], 1_000).map(|i| i.sub), Some("watch".into()));
+        assert!(cache.get(&[1; 32], 1_001).is_none());
+        assert!(cache.get(&[2; 32], 900).is_none(), "only the same token's hash finds it");
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_entries_first_and_never_grows_past_its_capacity() {
+        let cache = VerifiedTokens::new(3);
+        cache.insert([1; 32], verified("expired", 10), 0);
+        cache.insert([2; 32], verified("live", 100), 0);
+        cache.insert([3; 32], verified("live", 100), 0);
+        cache.insert([4; 32], verified("new", 100), 50);
+        assert!(cache.get(&[2; 32], 50).is_some(), "live entries stay when an expired one can go");
+        assert!(cache.get(&[1; 32], 0).is_none());
+        for i in 5..100 {
+            cache.insert([i; 32], verified("many", 1_000), 50);
+            assert!(cache.entries.lock().unwrap().len() <= 3);
+        }
+    }
 }
