@@ -12,18 +12,32 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global subscriber; `RUST_LOG` wins over `log.level`. Safe to call twice.
-pub fn init(settings: &LogSettings) {
+///
+/// Lines are written by a thread of their own through a buffer, so an actix worker never waits on
+/// a `write(2)` to a busy disk or a slow pipe, and a burst of requests costs one write, not one
+/// per line. Nothing is dropped: when 128k lines are queued, workers wait. Keep the returned guard
+/// until the process ends; dropping it writes out what is queued.
+pub fn init(settings: &LogSettings) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a terminal: writing them into a log file cost about 10 % of an update
     // check's instructions (bench/PROFILE.md).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stdout()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer);
     let _ = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
+    guard
 }
 
 /// The id of the request being served: from a sane `x-request-id`, or generated.
@@ -46,12 +60,27 @@ impl RequestId {
     }
 }
 
+/// The path of the update check, which a fleet calls all day: logged at `debug` when it
+/// succeeds, since `/metrics` counts checks by outcome and a line per poll would be most of the
+/// log (and about a fifth of a check's instructions, bench/PROFILE.md). Failed checks are logged
+/// at `info` like every other request.
+const UPDATE_CHECK_PATH: &str = "/v1/firmware/check";
+
 /// The root span of each request, named after our request id rather than tracing-actix-web's.
 pub struct RequestSpan;
 
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+        if request.path() == UPDATE_CHECK_PATH {
+            return tracing::debug_span!(
+                "request",
+                %request_id,
+                method = %request.method(),
+                path = %request.path(),
+                status = tracing::field::Empty,
+            );
+        }
         tracing::info_span!(
             "request",
             %request_id,
@@ -62,12 +91,23 @@ impl RootSpanBuilder for RequestSpan {
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        let status = match outcome {
-            Ok(response) => response.status().as_u16(),
-            Err(error) => error.as_response_error().status_code().as_u16(),
+        let (status, request) = match outcome {
+            Ok(response) => (response.status().as_u16(), Some(response.request())),
+            Err(error) => (error.as_response_error().status_code().as_u16(), None),
         };
         span.record("status", status);
         let _entered = span.enter();
-        tracing::info!(status, "request finished");
+        match request {
+            Some(request) if request.path() == UPDATE_CHECK_PATH => {
+                if status < 400 {
+                    tracing::debug!(status, "request finished");
+                } else {
+                    // The span may be off at `info`: the line carries what the span would.
+                    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
+                    tracing::info!(request_id, method = %request.method(), path = request.path(), status, "request finished");
+                }
+            }
+            _ => tracing::info!(status, "request finished"),
+        }
     }
 }

@@ -122,9 +122,18 @@ async fn logs_are_json_carry_the_request_id_and_never_contain_tokens() {
         .send()
         .await
         .unwrap();
+    client
+        .get(format!("{base}/v1/firmware/check?hardware=nw-s1&version=not-semver&device_id=w1"))
+        .bearer_auth(&user)
+        .header("x-request-id", "bad-check-1")
+        .send()
+        .await
+        .unwrap();
     client.get(format!("{base}/v1/firmware/{id}/download")).bearer_auth(&user).send().await.unwrap();
     client.get(format!("{base}/v1/admin/firmware")).bearer_auth(format!("{user}x")).send().await.unwrap();
-    child.kill().unwrap();
+    // A graceful stop (SIGTERM), as an orchestrator does: the log writer's queue is written out.
+    let stopped = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
     child.wait().unwrap();
     while let Ok(line) = lines_rx.recv_timeout(std::time::Duration::from_secs(2)) {
         logged.push(line);
@@ -138,9 +147,20 @@ async fn logs_are_json_carry_the_request_id_and_never_contain_tokens() {
     assert!(request_lines.len() >= 5, "{all}");
     for line in &request_lines {
         let parsed: Value = serde_json::from_str(line).unwrap();
-        let id = parsed["span"]["request_id"].as_str().unwrap_or_default();
+        let id = parsed["span"]["request_id"].as_str().or(parsed["request_id"].as_str()).unwrap_or_default();
         assert!(!id.is_empty(), "a request line without its request id: {line}");
     }
+    // Successful update checks are logged at debug (a fleet polls all day); failed ones at info.
+    let check_lines: Vec<Value> = request_lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["path"] == "/v1/firmware/check" || l["span"]["path"] == "/v1/firmware/check")
+        .collect();
+    assert_eq!(check_lines.len(), 1, "{check_lines:?}");
+    assert_eq!(
+        (check_lines[0]["status"].as_u64(), check_lines[0]["request_id"].as_str()),
+        (Some(400), Some("bad-check-1"))
+    );
     let upload_lines: Vec<&String> =
         logged.iter().filter(|l| l.contains(id) && l.contains("upload")).collect();
     assert!(!upload_lines.is_empty(), "{all}");
