@@ -60,4 +60,13 @@ impl AppState {
             tracing::error!(error = %e, "catalog refresh failed");
         }
     }
+
+    /// Like `catalog_changed`, for a change to one release or its rollouts: only that release
+    /// is read again. On failure the whole catalog is rebuilt.
+    pub async fn release_changed(&self, id: uuid::Uuid) {
+        if let Err(e) = self.catalog.refresh_release(&self.db, &self.signer, &self.settings, id).await {
+            tracing::warn!(error = %e, firmware_id = %id, "catalog update failed; rebuilding it");
+            self.catalog_changed().await;
+        }
+    }
 }

@@ -2,10 +2,13 @@
 //! releases by hardware (newest first) with their rollout gates, hardware floors, and manifests
 //! signed once per (release, hardware, channel) and re-signed when half their lifetime is gone.
 //!
-//! It is rebuilt after every admin change this instance commits (so an admin's next check sees
-//! it), and every `firmware.catalog_refresh_s` seconds, which bounds how stale another
-//! instance's changes can be and renews manifests before they expire. Rebuilds are serialised,
-//! each reads the database afresh, and readers swap in the new snapshot atomically.
+//! After an admin change this instance commits, the changed release alone is read again and
+//! swapped into a copy of the snapshot (`refresh_release`), so an admin's next check sees it
+//! and a publish costs the same at 10 releases as at 10,000; floors, which every manifest of a
+//! hardware carries, rebuild the whole snapshot. So does a timer every
+//! `firmware.catalog_refresh_s` seconds, which bounds how stale another instance's changes can
+//! be and renews manifests before they expire. Rebuilds are serialised, each reads the database
+//! afresh, and readers swap in the new snapshot atomically.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -160,7 +163,7 @@ impl Catalog {
         }
 
         let now = Utc::now();
-        let ttl = Duration::seconds(i64::try_from(settings.signing.manifest_ttl_s).unwrap_or(i64::MAX / 2));
+        let ttl = manifest_ttl(settings);
         let mut kept = HashMap::new();
         let mut snapshot = Snapshot { floors, built_at: Some(now), ..Default::default() };
         for row in rows {
@@ -168,12 +171,7 @@ impl Catalog {
             let mut hw = hardware.remove(&row.id).unwrap_or_default();
             hw.sort();
             let offered = build_offered(row, hw, rollouts, &snapshot.floors, settings, |body| {
-                let key = manifest_cache_key(body);
-                let reuse = signed.get(&key).filter(|m| m.expires_at - now > ttl / 2).cloned();
-                let manifest = match reuse {
-                    Some(m) => m,
-                    None => Arc::new(sign(body.clone(), signer, now, ttl)?),
-                };
+                let (key, manifest) = reuse_or_sign(&signed, body, signer, now, ttl)?;
                 kept.insert(key, manifest.clone());
                 Ok(manifest)
             })?;
@@ -188,13 +186,87 @@ impl Catalog {
             releases.sort_by(|a, b| b.version.cmp(&a.version));
         }
         *signed = kept;
+        self.swap_in(snapshot);
+        Ok(())
+    }
+
+    /// Reads one release again and swaps it into a copy of the snapshot: added if it is now
+    /// offered, replaced if it changed, removed if it no longer is.
+    pub async fn refresh_release(
+        &self,
+        db: &DatabaseConnection,
+        signer: &ManifestSigner,
+        settings: &Settings,
+        id: Uuid,
+    ) -> anyhow::Result<()> {
+        let mut signed = self.signed.lock().await;
+        let row = firmware::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .filter(|row| row.state == FirmwareState::Published.as_str());
+        let current = self.snapshot();
+        let mut offered = None;
+        if let Some(row) = row {
+            let mut hardware: Vec<String> = firmware_hardware::Entity::find()
+                .filter(firmware_hardware::Column::FirmwareId.eq(id))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|link| link.hardware)
+                .collect();
+            hardware.sort();
+            let rollouts = rollout::Entity::find()
+                .filter(rollout::Column::FirmwareId.eq(id))
+                .filter(rollout::Column::State.ne(RolloutState::Aborted.as_str()))
+                .all(db)
+                .await?;
+            let now = Utc::now();
+            let ttl = manifest_ttl(settings);
+            offered = build_offered(row, hardware, rollouts, &current.floors, settings, |body| {
+                let (key, manifest) = reuse_or_sign(&signed, body, signer, now, ttl)?;
+                signed.insert(key, manifest.clone());
+                Ok(manifest)
+            })?
+            .map(Arc::new);
+        }
+
+        let mut snapshot = Snapshot {
+            by_hardware: current.by_hardware.clone(),
+            by_id: current.by_id.clone(),
+            floors: current.floors.clone(),
+            built_at: current.built_at,
+        };
+        if let Some(old) = snapshot.by_id.remove(&id) {
+            for h in &old.public.hardware {
+                if let Some(releases) = snapshot.by_hardware.get_mut(h) {
+                    releases.retain(|r| r.id != id);
+                }
+            }
+        }
+        if let Some(offered) = offered {
+            for h in &offered.public.hardware {
+                let releases = snapshot.by_hardware.entry(h.clone()).or_default();
+                let at = releases.partition_point(|r| r.version > offered.version);
+                releases.insert(at, offered.clone());
+            }
+            snapshot.by_id.insert(id, offered);
+        }
+        snapshot.by_hardware.retain(|_, releases| !releases.is_empty());
+        self.swap_in(snapshot);
+        Ok(())
+    }
+
+    fn swap_in(&self, snapshot: Snapshot) {
         let snapshot = Arc::new(snapshot);
         match self.current.write() {
             Ok(mut guard) => *guard = snapshot,
             Err(poisoned) => *poisoned.into_inner() = snapshot,
         }
-        Ok(())
     }
+}
+
+fn manifest_ttl(settings: &Settings) -> Duration {
+    Duration::seconds(i64::try_from(settings.signing.manifest_ttl_s).unwrap_or(i64::MAX / 2))
 }
 
 fn build_offered(
@@ -272,6 +344,23 @@ fn build_offered(
         public,
         manifests,
     }))
+}
+
+/// The signed manifest for `body` from `signed` while more than half its lifetime is left,
+/// else signed anew; with its cache key.
+fn reuse_or_sign(
+    signed: &HashMap<String, Arc<SignedManifest>>,
+    body: &ManifestBody,
+    signer: &ManifestSigner,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> anyhow::Result<(String, Arc<SignedManifest>)> {
+    let key = manifest_cache_key(body);
+    let manifest = match signed.get(&key).filter(|m| m.expires_at - now > ttl / 2) {
+        Some(m) => m.clone(),
+        None => Arc::new(sign(body.clone(), signer, now, ttl)?),
+    };
+    Ok((key, manifest))
 }
 
 /// What a manifest says, without its timestamps: equal keys can share one signature.

@@ -154,7 +154,7 @@ pub async fn patch(state: &AppState, id: Uuid, patch: ReleasePatch) -> Result<Re
     row.updated_at = Set(Utc::now());
     row.update(&txn).await?;
     txn.commit().await?;
-    state.catalog_changed().await;
+    state.release_changed(id).await;
     view(state, id).await
 }
 
@@ -259,7 +259,7 @@ pub async fn publish(
     });
     rollout_events::append(&txn, rollout.id, actor, "created", detail, now).await?;
     txn.commit().await?;
-    state.catalog_changed().await;
+    state.release_changed(id).await;
     rollouts::view(state, rollout.id).await
 }
 
@@ -299,6 +299,6 @@ pub async fn revoke(
         rollouts::transition(&txn, live, RolloutState::Aborted, actor, "aborted", detail, now).await?;
     }
     txn.commit().await?;
-    state.catalog_changed().await;
+    state.release_changed(id).await;
     view(state, id).await
 }

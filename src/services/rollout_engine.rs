@@ -42,7 +42,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize>
         .filter(rollout::Column::State.is_in([RolloutState::Active.as_str(), RolloutState::Paused.as_str()]))
         .all(&txn)
         .await?;
-    let mut changed = 0;
+    let mut changed = Vec::new();
     for row in rows {
         let stages =
             Stages::from_json(&row.stages).map_err(|e| anyhow::anyhow!("rollout {}: {e}", row.id))?;
@@ -59,6 +59,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize>
         let age = (now - row.stage_started_at).num_seconds();
         let Some(decision) = evaluate(at, &stages, health, outcomes, age) else { continue };
         let id = row.id;
+        changed.push(row.firmware_id);
         match decision {
             Decision::Halt => {
                 let detail = json!({
@@ -78,11 +79,13 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize>
                 tracing::info!(rollout_id = %id, stage = to.stage, kind, "rollout moved");
             }
         }
-        changed += 1;
     }
     txn.commit().await?;
-    if changed > 0 {
-        state.catalog_changed().await;
+    let moved = changed.len();
+    changed.sort();
+    changed.dedup();
+    for firmware_id in changed {
+        state.release_changed(firmware_id).await;
     }
-    Ok(changed)
+    Ok(moved)
 }

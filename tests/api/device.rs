@@ -597,3 +597,63 @@ async fn end_to_end_upload_publish_check_download_by_ranges_verify_and_report() 
     assert_eq!(report.status(), 200);
     assert_eq!(offered(&app, "nw-s1", "2.4.1", "stable").await, None);
 }
+
+/// What the update check reads from the catalog, in a stable order, to compare two snapshots.
+fn catalog_summary(app: &TestApp) -> Vec<String> {
+    let snapshot = app.state.catalog.snapshot();
+    let mut hardware: Vec<&String> = snapshot.by_hardware.keys().collect();
+    hardware.sort();
+    let mut out = Vec::new();
+    for h in hardware {
+        for offered in &snapshot.by_hardware[h] {
+            let mut manifests: Vec<String> =
+                offered.manifests.iter().map(|((h, rank), m)| format!("{h}/{rank}: {}", m.json)).collect();
+            manifests.sort();
+            out.push(format!(
+                "{h} {} {} gates {:?} ranks {:?} public {} manifests {manifests:?}",
+                offered.id, offered.version, offered.gates, offered.channel_ranks, offered.public_json
+            ));
+        }
+    }
+    let mut by_id: Vec<String> = snapshot.by_id.keys().map(|id| id.to_string()).collect();
+    by_id.sort();
+    out.push(format!("by id {by_id:?}"));
+    out
+}
+
+#[tokio::test]
+async fn single_release_updates_of_the_catalog_match_a_full_rebuild() {
+    let app = spawn_app().await;
+    let a = release(&app, "1.0.0", &["nw-s1"], 1, "stable").await;
+    let b = release(&app, "1.2.0", &["nw-s1", "nw-s2"], 2, "beta").await;
+    let c = upload_ok(&app, "1.1.0", &["nw-s1"], image_bytes(3, 4000)).await;
+    let staged = publish(
+        &app,
+        c["id"].as_str().unwrap(),
+        json!({"channel": "stable", "stages": [{"percent": 10}, {"percent": 100}]}),
+    )
+    .await;
+    release(&app, "2.0.0", &["nw-s2"], 4, "stable").await;
+    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+    admin_json(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/v1/admin/firmware/{}", id(&a)),
+        json!({"release_notes": "edited"}),
+    )
+    .await;
+    admin_json(&app, reqwest::Method::POST, &format!("/v1/admin/rollouts/{}/pause", id(&staged)), json!({}))
+        .await;
+    admin_json(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/admin/firmware/{}/revoke", id(&b)),
+        json!({"reason": "bad battery"}),
+    )
+    .await;
+
+    let incremental = catalog_summary(&app);
+    assert_eq!(incremental.len(), 4, "{incremental:#?}");
+    app.state.catalog.refresh(&app.state.db, &app.state.signer, &app.state.settings).await.unwrap();
+    assert_eq!(incremental, catalog_summary(&app));
+}
