@@ -52,6 +52,27 @@ pub enum Outcome {
     BodyFailed,
 }
 
+/// What a readiness probe learnt about the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamHealth {
+    /// It answered (with any status).
+    Ok,
+    /// The connection failed: refused, reset, TLS, or not HTTP.
+    Unreachable,
+    /// No answer within the probe's time limit: down behind a firewall, or hanging.
+    Timeout,
+}
+
+impl UpstreamHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
 /// The proxy's share of `/metrics`: requests by tag (the prefix's last segment: `measurement`,
 /// `auth`, ...) and status, and upstream failures by tag and kind.
 #[derive(Clone)]
@@ -173,6 +194,19 @@ impl Forwarder {
     /// The tag of the prefix a (safe) path falls under, if it is proxied.
     pub fn tag_of(&self, path: &str) -> Option<&str> {
         self.proxy.prefixes.tag_of(path)
+    }
+
+    /// `HEAD` of the upstream's base path, on this worker's pool, for at most `within`: any
+    /// answer, whatever its status, means the backend is there. `None` without an upstream.
+    pub async fn probe(&self, within: Duration) -> Option<UpstreamHealth> {
+        let upstream = self.proxy.upstream.as_ref()?;
+        let request = self.client.head(format!("{}{}/", upstream.origin, upstream.base_path)).no_decompress();
+        Some(match tokio::time::timeout(within, request.send()).await {
+            Ok(Ok(_)) => UpstreamHealth::Ok,
+            Ok(Err(SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout)))
+            | Err(_) => UpstreamHealth::Timeout,
+            Ok(Err(_)) => UpstreamHealth::Unreachable,
+        })
     }
 
     /// Forwards the request and streams the upstream's answer back, marked [`PassThrough`] so

@@ -60,7 +60,7 @@ impl Prefixes {
 
     /// The tag of the prefix `raw` (a safe path) falls under, on a segment boundary.
     pub fn tag_of(&self, raw: &str) -> Option<&str> {
-        let decoded = percent_decode(raw.as_bytes()).collect::<Vec<u8>>();
+        let decoded: Cow<'_, [u8]> = percent_decode(raw.as_bytes()).into();
         self.0
             .iter()
             .find(|(prefix, _)| {

@@ -470,7 +470,9 @@ async fn an_upstream_slower_than_the_timeout_is_504() {
     let elapsed = started.elapsed();
     let body = assert_error_shape(response, 504, "/v1/user/export/create").await;
     assert_eq!(body["error"], "Gateway Timeout");
-    assert!(elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // The upstream answers 201 after 3 s, so a 504 can only be ours; it may not come early.
+    // (No upper bound: this machine is shared, and a late 504 is still a 504.)
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
 }
 
 #[tokio::test]
