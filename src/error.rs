@@ -41,6 +41,10 @@ pub enum ApiError {
     GatewayTimeout(String),
     #[error("service unavailable: {0}")]
     ServiceUnavailable(String),
+    /// 503: the database cannot be reached (stopped, restarting, connection lost); the inner
+    /// error is logged, never sent. Anything else the database says stays a 500.
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(#[source] sea_orm::DbErr),
     /// 500: the inner error is logged, never sent.
     #[error("internal: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -77,6 +81,7 @@ impl ApiError {
             Self::RangeNotSatisfiable(len) => {
                 vec![format!("range not satisfiable: the image is {len} bytes")]
             }
+            Self::DatabaseUnavailable(_) => vec!["database unavailable".into()],
             Self::Internal(_) => vec!["Internal server error".into()],
         }
     }
@@ -96,7 +101,7 @@ impl ResponseError for ApiError {
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable(_) | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -143,7 +148,28 @@ impl ErrorBody {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
-        Self::Internal(e.into())
+        if is_connection_failure(&e) { Self::DatabaseUnavailable(e) } else { Self::Internal(e.into()) }
+    }
+}
+
+/// Whether the database was not there to answer, as opposed to answering with an error: no
+/// connection within the pool's acquire timeout, a connection that broke, or PostgreSQL saying
+/// it is shutting down or starting (SQLSTATE class 08, 57P01 to 57P03).
+fn is_connection_failure(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let runtime = match e {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(error) = runtime else { return false };
+    match error.as_ref() {
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+        Sqlx::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 

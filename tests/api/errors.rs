@@ -40,3 +40,13 @@ async fn error_responses_carry_the_request_id_too() {
     assert_eq!(response.headers()["x-request-id"], "trace-me");
     assert_error_shape(response, 404, "/nope").await;
 }
+
+#[tokio::test]
+async fn a_request_that_needs_a_lost_database_is_503_database_unavailable() {
+    let app = spawn_app().await;
+    app.state.db.clone().close().await.unwrap();
+    let response = app.get("/v1/admin/firmware").bearer_auth(app.admin_token()).send().await.unwrap();
+    let body = assert_error_shape(response, 503, "/v1/admin/firmware").await;
+    assert_eq!(body["error"], "Service Unavailable");
+    assert_eq!(body["message"], serde_json::json!(["database unavailable"]));
+}

@@ -1,4 +1,5 @@
-use crate::helpers::{assert_error_shape, spawn_app};
+use crate::helpers::{assert_error_shape, spawn_app, spawn_app_with};
+use crate::upstream::start_upstream;
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -17,6 +18,37 @@ async fn readyz_reports_database_and_storage_ready() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["database"], "ok");
     assert_eq!(body["storage"], "ok");
+    assert_eq!(body["status"], "ready");
+    assert!(body.get("upstream").is_none(), "no upstream is configured: {body}");
+}
+
+async fn readiness_with_upstream(upstream: &str) -> serde_json::Value {
+    let app = spawn_app_with(&[("NOWATCH_OTA__PROXY__UPSTREAM", upstream)]).await;
+    let response = app.get("/readyz").send().await.unwrap();
+    assert_eq!(response.status(), 200, "the upstream is not a condition of readiness");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn readyz_stays_200_and_says_whether_the_upstream_answers() {
+    let upstream = start_upstream().await;
+    let body = readiness_with_upstream(&upstream.url).await;
+    assert_eq!(body["upstream"], "ok", "{body}");
+    assert_eq!(body["status"], "ready");
+    assert!(upstream.requests() >= 1, "the probe reached the upstream");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let body = readiness_with_upstream(&format!("http://127.0.0.1:{closed}")).await;
+    assert_eq!(body["upstream"], "unreachable", "{body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["database"], "ok");
+
+    // A listener that never accepts: the kernel completes the connection, nothing ever answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hanging.local_addr().unwrap().port();
+    let body = readiness_with_upstream(&format!("http://127.0.0.1:{port}")).await;
+    assert_eq!(body["upstream"], "timeout", "{body}");
+    assert_eq!(body["status"], "degraded");
 }
 
 #[tokio::test]

@@ -112,16 +112,34 @@ pub const S3_SECRET_KEY: &str = "nwota-test-sk";
 pub fn s3_server() -> &'static S3Server {
     static SERVER: OnceLock<S3Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("s3s-fs")
+        let mut command = Command::new("s3s-fs");
+        command
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
             .arg(dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs is not installed: run ./tests/run, which installs it (cargo install s3s-fs@0.14.1 --locked --features binary)");
+            .stderr(Stdio::null());
+        // A static is never dropped, so the server must die with the test process: the kernel
+        // kills it when the thread that spawned it ends, and that thread lives as long as the
+        // process (test threads do not).
+        let (spawned_tx, spawned) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let _ = spawned_tx.send(command.spawn());
+            loop {
+                std::thread::park();
+            }
+        });
+        let child = spawned.recv().unwrap().expect("s3s-fs is not installed: run ./tests/run, which installs it (cargo install s3s-fs@0.14.1 --locked --features binary)");
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;

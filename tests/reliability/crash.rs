@@ -5,13 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{base_env, image_bytes, token};
-use crate::service::{start_binary as start, upload_at};
-
-fn files_under(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default()
-}
+use crate::service::{files_under, get_json, start_binary as start, upload_at};
 
 #[tokio::test]
 async fn a_service_killed_mid_upload_leaves_no_release_and_its_staging_object_is_swept() {
@@ -64,15 +58,8 @@ async fn a_service_killed_mid_upload_leaves_no_release_and_its_staging_object_is
     assert!(files_under(&dir.path().join("blobs/firmware")).is_empty());
 
     let service = start(&env);
-    let list: Value = reqwest::Client::new()
-        .get(format!("{}/v1/admin/firmware", service.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list =
+        get_json(&reqwest::Client::new(), &format!("{}/v1/admin/firmware", service.base), &admin).await;
     assert_eq!(list["total"], 0, "no release row");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !files_under(&staging).is_empty() {
@@ -130,41 +117,17 @@ async fn a_service_killed_during_publishes_and_advances_restarts_consistent() {
     }
 
     let service = start(&env);
-    let rollouts: Value = client
-        .get(format!("{}/v1/admin/rollouts", service.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rollouts = get_json(&client, &format!("{}/v1/admin/rollouts", service.base), &admin).await;
     let mut with_rollout = std::collections::HashSet::new();
     for summary in rollouts["items"].as_array().unwrap() {
         let id = summary["id"].as_str().unwrap();
-        let rollout: Value = client
-            .get(format!("{}/v1/admin/rollouts/{id}", service.base))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let rollout = get_json(&client, &format!("{}/v1/admin/rollouts/{id}", service.base), &admin).await;
         assert_eq!(rollout["chain_valid"], true, "rollout {id} has a broken chain after the crash");
         assert_eq!(rollout["events"][0]["kind"], "created");
         with_rollout.insert(rollout["firmware_id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
-        let release: Value = client
-            .get(format!("{}/v1/admin/firmware/{id}", service.base))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let release = get_json(&client, &format!("{}/v1/admin/firmware/{id}", service.base), &admin).await;
         let published = release["state"] == "published";
         assert_eq!(
             published,

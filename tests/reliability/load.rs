@@ -135,15 +135,8 @@ async fn a_minute_of_mixed_traffic_with_a_rollout_advancing_gives_no_5xx_and_cou
     let requests = tally.requests.load(Ordering::Relaxed);
     let errors = tally.server_errors.load(Ordering::Relaxed);
     let reports = tally.reports_accepted.load(Ordering::Relaxed);
-    let view: Value = client
-        .get(format!("{base}/v1/admin/rollouts/{rollout_id}"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view =
+        crate::service::get_json(&client, &format!("{base}/v1/admin/rollouts/{rollout_id}"), &admin).await;
     let growth_mib = peak_kib.load(Ordering::Relaxed).saturating_sub(idle_kib) / 1024;
     println!(
         "load: {seconds} s, {requests} requests ({:.0}/s), {errors} 5xx or dropped, {reports} reports, {} MiB downloaded, RSS growth {growth_mib} MiB, rollout at stage {} ({})",
