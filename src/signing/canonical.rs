@@ -1,7 +1,9 @@
 //! Canonical JSON (the subset of RFC 8785 that manifests use): UTF-8, object keys sorted by code
 //! point, no insignificant whitespace, integers only, RFC 8785 string escaping. Python's
 //! `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` gives the same bytes
-//! for these values, so any client can recompute what a signature covers.
+//! for these values, so any client can recompute what a signature covers. (RFC 8785 itself sorts
+//! keys by UTF-16 code units; the two orders differ only for keys mixing U+E000..U+FFFF with
+//! characters above U+FFFF, and manifest keys are fixed ASCII names.)
 
 use serde_json::Value;
 
