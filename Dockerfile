@@ -4,14 +4,15 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY migration/Cargo.toml migration/Cargo.toml
-RUN mkdir -p src migration/src tests/api \
+COPY core/Cargo.toml core/Cargo.toml
+RUN mkdir -p src migration/src core/src tests/api tests/reliability \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && echo 'fn main() {}' > migration/src/main.rs && touch migration/src/lib.rs \
-    && touch tests/api/main.rs \
+    && echo 'fn main() {}' > migration/src/main.rs && touch migration/src/lib.rs core/src/lib.rs \
+    && touch tests/api/main.rs tests/reliability/main.rs \
     && cargo build --release --locked -p nowatch-ota \
-    && rm -rf src migration/src
+    && rm -rf src migration/src core/src
 COPY . .
-RUN touch src/main.rs src/lib.rs migration/src/lib.rs \
+RUN touch src/main.rs src/lib.rs migration/src/lib.rs core/src/lib.rs \
     && cargo build --release --locked -p nowatch-ota
 
 # Runtime: small Debian, non-root, data on a volume, configured by environment.

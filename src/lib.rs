@@ -5,7 +5,6 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;
-pub mod domain;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -17,3 +16,6 @@ pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+
+/// The domain types live in `nowatch-ota-core`, shared with the fuzz targets.
+pub use nowatch_ota_core::domain;

@@ -26,7 +26,7 @@ impl AppState {
     /// Every failure names the configuration key behind it.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let jwt = JwtVerifier::from_settings(&settings.auth)?;
-        let signer = ManifestSigner::from_settings(&settings.signing, settings.production)?;
+        let signer = crate::signing::load_signer(&settings.signing, settings.production)?;
         let release_keys = ReleaseKeys::load_dir(&settings.signing.release_keys_dir)?;
         if settings.signing.require_release_signature && release_keys.is_empty() {
             anyhow::bail!(

@@ -1,16 +1,11 @@
-//! Ed25519 signing, in a small TUF-style profile: key ids, canonical JSON, signed and expiring
-//! manifests a device verifies offline, and offline release signatures over image digests.
+//! Ed25519 signing: the manifest signing of `nowatch-ota-core` (re-exported here), the online
+//! key loaded from the settings, offline release signatures over image digests, and the device's
+//! view of an offline verification.
 
-mod canonical;
-mod keys;
-mod manifest;
 pub mod offline;
 mod release;
+mod settings;
 
-pub use canonical::{CanonicalJsonError, canonical_json};
-pub use keys::{DEV_SIGNING_KEY_PEM, KeyInfo, ManifestSigner, generate_pem, key_id};
-pub use manifest::{
-    MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSignature, SPEC_VERSION, VerifyError,
-    verify_manifest,
-};
+pub use nowatch_ota_core::signing::*;
 pub use release::ReleaseKeys;
+pub use settings::{DEV_SIGNING_KEY_PEM, generate_pem, load_signer};

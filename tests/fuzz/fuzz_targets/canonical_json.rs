@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nowatch_ota::signing::canonical_json;
+use nowatch_ota_core::signing::canonical_json;
 use serde_json::Value;
 
 fn has_non_integer(v: &Value) -> bool {

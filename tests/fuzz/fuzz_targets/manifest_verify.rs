@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, TimeZone, Utc};
 use ed25519_dalek::SigningKey;
 use libfuzzer_sys::fuzz_target;
-use nowatch_ota::signing::{
+use nowatch_ota_core::signing::{
     MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSignature, ManifestSigner, VerifyError,
     canonical_json, verify_manifest,
 };

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nowatch_ota::domain::range::RangeRequest;
+use nowatch_ota_core::domain::range::RangeRequest;
 
 fuzz_target!(|data: &[u8]| {
     let (first, rest) = match data.iter().position(|b| *b == b'\n') {

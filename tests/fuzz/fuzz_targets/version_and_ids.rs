@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 
 use libfuzzer_sys::fuzz_target;
-use nowatch_ota::domain::{Channel, DeviceId, HardwareId, Sha256Digest, Version};
+use nowatch_ota_core::domain::{Channel, DeviceId, HardwareId, Sha256Digest, Version};
 
 fn check_version(s: &str) -> Option<Version> {
     let from_json = serde_json::from_value::<Version>(serde_json::Value::String(s.to_owned()));
@@ -31,7 +31,7 @@ fn check_version(s: &str) -> Option<Version> {
 
 fn check_id<T: std::fmt::Display>(
     s: &str,
-    parse: fn(&str) -> Result<T, nowatch_ota::domain::ParseError>,
+    parse: fn(&str) -> Result<T, nowatch_ota_core::domain::ParseError>,
     max: usize,
     json: fn(serde_json::Value) -> bool,
 ) {
