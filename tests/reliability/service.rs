@@ -9,17 +9,20 @@ use serde_json::{Value, json};
 pub struct Binary {
     pub child: std::process::Child,
     pub base: String,
+    /// Its log (stdout and stderr), printed when a test fails while it runs.
+    log: tempfile::NamedTempFile,
 }
 
 pub fn start_binary(env: &HashMap<String, String>) -> Binary {
     let port = free_port();
+    let log = tempfile::NamedTempFile::new().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_nowatch-ota"))
         .arg("serve")
         .env_clear()
         .envs(env)
         .env("NOWATCH_OTA__SERVER__PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::from(log.reopen().unwrap()))
+        .stderr(Stdio::from(log.reopen().unwrap()))
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -27,7 +30,7 @@ pub fn start_binary(env: &HashMap<String, String>) -> Binary {
         assert!(std::time::Instant::now() < deadline, "the service did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Binary { child, base: format!("http://127.0.0.1:{port}") }
+    Binary { child, base: format!("http://127.0.0.1:{port}"), log }
 }
 
 impl Binary {
@@ -37,11 +40,19 @@ impl Binary {
     }
 }
 
-/// A failing test must not leave the service running.
+/// A failing test must not leave the service running, and shows the end of the service's log.
 impl Drop for Binary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- the last {} lines of the service's log ---", tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
