@@ -88,7 +88,7 @@ pub struct Offered {
     pub manifests: HashMap<(String, usize), Arc<SignedManifest>>,
 }
 
-impl Candidate for Arc<Offered> {
+impl Candidate for Offered {
     fn version(&self) -> &Version {
         &self.version
     }

@@ -30,11 +30,13 @@ pub fn load_signer(settings: &SigningSettings, production: bool) -> anyhow::Resu
         .retired_public_keys
         .iter()
         .map(|b64| {
-            let bytes: [u8; 32] = BASE64.decode(b64.trim()).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
-                anyhow::anyhow!("`signing.retired_public_keys`: {b64:?} is not base64 of 32 bytes")
-            })?;
-            VerifyingKey::from_bytes(&bytes)
-                .map_err(|e| anyhow::anyhow!("`signing.retired_public_keys`: {b64:?} is not an ed25519 key: {e}"))
+            let bytes: [u8; 32] =
+                BASE64.decode(b64.trim()).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                    anyhow::anyhow!("`signing.retired_public_keys`: {b64:?} is not base64 of 32 bytes")
+                })?;
+            VerifyingKey::from_bytes(&bytes).map_err(|e| {
+                anyhow::anyhow!("`signing.retired_public_keys`: {b64:?} is not an ed25519 key: {e}")
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(ManifestSigner::new(key, retired))

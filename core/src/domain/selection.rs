@@ -35,6 +35,19 @@ pub trait Candidate {
     fn gates(&self) -> &[RolloutGate];
 }
 
+/// A shared release is a candidate like the release itself (the catalog holds `Arc`s).
+impl<C: Candidate + ?Sized> Candidate for std::sync::Arc<C> {
+    fn version(&self) -> &Version {
+        (**self).version()
+    }
+    fn min_from_version(&self) -> Option<&Version> {
+        (**self).min_from_version()
+    }
+    fn gates(&self) -> &[RolloutGate] {
+        (**self).gates()
+    }
+}
+
 /// Who is asking.
 #[derive(Debug, Clone)]
 pub struct Device<'a> {
