@@ -45,6 +45,9 @@ pub enum ApiError {
     /// error is logged, never sent. Anything else the database says stays a 500.
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(#[source] sea_orm::DbErr),
+    /// 503: the blob store cannot be reached (S3 down or restarting); logged, never sent.
+    #[error("blob storage unavailable: {0}")]
+    StorageUnavailable(#[source] StorageError),
     /// 500: the inner error is logged, never sent.
     #[error("internal: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -82,6 +85,7 @@ impl ApiError {
                 vec![format!("range not satisfiable: the image is {len} bytes")]
             }
             Self::DatabaseUnavailable(_) => vec!["database unavailable".into()],
+            Self::StorageUnavailable(_) => vec!["blob storage unavailable".into()],
             Self::Internal(_) => vec!["Internal server error".into()],
         }
     }
@@ -101,7 +105,9 @@ impl ResponseError for ApiError {
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::ServiceUnavailable(_) | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable(_) | Self::DatabaseUnavailable(_) | Self::StorageUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -181,6 +187,7 @@ impl From<StorageError> for ApiError {
                 Self::PayloadTooLarge(format!("file: larger than the limit of {limit} bytes"))
             }
             StorageError::Client(reason) => Self::BadRequest(vec![reason]),
+            unreachable @ StorageError::Unavailable(_) => Self::StorageUnavailable(unreachable),
             other => Self::Internal(other.into()),
         }
     }

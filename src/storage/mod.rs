@@ -45,6 +45,10 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     #[error("s3: {0}")]
     S3(String),
+    /// The store could not be reached (refused, cut off, no answer in time): a 503, worth a
+    /// retry, where any other failure of the store is a 500.
+    #[error("unreachable: {0}")]
+    Unavailable(String),
 }
 
 /// A finished staging upload: where it is, how big, and its digest.

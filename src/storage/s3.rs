@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -26,7 +27,18 @@ pub struct S3Store {
 
 fn s3_error(e: impl std::error::Error) -> StorageError {
     // DisplayErrorContext prints the whole source chain, which the log needs.
-    StorageError::S3(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+    StorageError::S3(DisplayErrorContext(e).to_string())
+}
+
+/// A failed S3 call: `Unavailable` when the request could not be sent or got no answer in time
+/// (S3 down, restarting, unreachable), `S3` for anything S3 answered.
+fn sdk_error<E, R>(e: SdkError<E, R>) -> StorageError
+where
+    SdkError<E, R>: std::error::Error,
+{
+    let unreachable = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
+    let message = DisplayErrorContext(&e).to_string();
+    if unreachable { StorageError::Unavailable(message) } else { StorageError::S3(message) }
 }
 
 impl S3Store {
@@ -122,7 +134,7 @@ impl S3Store {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .map_err(s3_error)?;
+            .map_err(sdk_error)?;
         Ok(())
     }
 
@@ -135,7 +147,7 @@ impl S3Store {
             .content_type(key.content_type())
             .send()
             .await
-            .map_err(s3_error)?;
+            .map_err(sdk_error)?;
         let upload_id = created
             .upload_id()
             .ok_or_else(|| StorageError::S3("CreateMultipartUpload returned no upload id".into()))?;
@@ -151,7 +163,7 @@ impl S3Store {
             .content_type(to.content_type())
             .send()
             .await
-            .map_err(s3_error)?;
+            .map_err(sdk_error)?;
         self.delete(from).await
     }
 
@@ -177,7 +189,7 @@ impl S3Store {
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return Err(StorageError::NotFound(key.to_string()));
             }
-            Err(e) => return Err(s3_error(e)),
+            Err(e) => return Err(sdk_error(e)),
         };
         let stream = futures_util::stream::unfold(object.body, |mut body| async move {
             let next = body.next().await?;
@@ -195,7 +207,7 @@ impl S3Store {
             .key(key.to_string())
             .presigned(config)
             .await
-            .map_err(s3_error)?;
+            .map_err(sdk_error)?;
         Ok(request.uri().to_owned())
     }
 
@@ -206,7 +218,7 @@ impl S3Store {
             .key(key.to_string())
             .send()
             .await
-            .map_err(s3_error)?;
+            .map_err(sdk_error)?;
         Ok(())
     }
 
@@ -215,7 +227,7 @@ impl S3Store {
             self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            for object in page.map_err(s3_error)?.contents() {
+            for object in page.map_err(sdk_error)?.contents() {
                 let modified = object
                     .last_modified()
                     .and_then(|t| SystemTime::try_from(*t).ok())
@@ -231,7 +243,7 @@ impl S3Store {
     }
 
     pub(super) async fn check(&self) -> Result<(), StorageError> {
-        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(s3_error)?;
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(sdk_error)?;
         Ok(())
     }
 }
@@ -256,7 +268,7 @@ impl MultipartUpload {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .map_err(s3_error)?;
+            .map_err(sdk_error)?;
         self.parts.push(
             CompletedPart::builder().part_number(number).set_e_tag(part.e_tag().map(str::to_owned)).build(),
         );
@@ -273,7 +285,7 @@ impl MultipartUpload {
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.parts.clone())).build())
             .send()
             .await
-            .map_err(s3_error)?;
+            .map_err(sdk_error)?;
         Ok(())
     }
 

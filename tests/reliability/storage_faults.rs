@@ -109,11 +109,10 @@ async fn the_s3_server_going_away_mid_transfer_is_reported_and_survived() {
     }
     assert!(failed || received < bytes.len(), "a cut download must not look complete");
 
-    // While it is down: 5xx in the NOWATCH shape, readiness says why, uploads fail cleanly.
+    // While it is down: 503 in the NOWATCH shape, readiness says why, uploads fail cleanly.
     let response = app.get(&path).bearer_auth(app.user_token()).send().await.unwrap();
-    assert_eq!(response.status(), 500);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["message"][0], "Internal server error");
+    let body = crate::helpers::assert_error_shape(response, 503, &path).await;
+    assert_eq!(body["message"], json!(["blob storage unavailable"]));
     let ready = app.get("/readyz").send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("s3 blob storage unreachable"));
@@ -123,7 +122,8 @@ async fn the_s3_server_going_away_mid_transfer_is_reported_and_survived() {
         image_bytes(6, 1 << 20),
     )
     .await;
-    assert!(failed_upload.status().is_server_error());
+    let body = crate::helpers::assert_error_shape(failed_upload, 503, "/v1/admin/firmware").await;
+    assert_eq!(body["message"], json!(["blob storage unavailable"]));
     assert_eq!(crate::helpers::firmware_rows(&app).await, 1, "no row for the failed upload");
 
     // It comes back on the same address: the service recovers without a restart.
@@ -196,8 +196,8 @@ async fn the_s3_server_dying_mid_upload_fails_the_upload_cleanly_and_the_same_up
     let response = upload.await.unwrap().expect("an answer, not a dropped connection");
     println!("s3 killed mid-upload: {} after {:?}", response.status(), killed.elapsed());
     assert_eq!(response.headers()["connection"], "close");
-    let body = crate::helpers::assert_error_shape(response, 500, "/v1/admin/firmware").await;
-    assert_eq!(body["message"], json!(["Internal server error"]));
+    let body = crate::helpers::assert_error_shape(response, 503, "/v1/admin/firmware").await;
+    assert_eq!(body["message"], json!(["blob storage unavailable"]));
 
     // Nothing was kept: no row, no object under firmware/ (nor a staging object: the multipart
     // upload never completed).
