@@ -116,9 +116,13 @@ async fn load(db: &impl ConnectionTrait, id: Uuid) -> Result<rollout::Model, Api
 }
 
 pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
-    let row = load(&state.db, id).await?;
-    let counts = counts(&state.db, id).await?;
-    let events = rollout_events::list(&state.db, id).await?;
+    // One snapshot: an event appended between reading the row (whose `event_count` and
+    // `chain_head` anchor the chain) and reading the events would make `chain_valid` false.
+    let txn = crate::db::begin_snapshot(&state.db).await?;
+    let row = load(&txn, id).await?;
+    let counts = counts(&txn, id).await?;
+    let events = rollout_events::list(&txn, id).await?;
+    txn.commit().await?;
     Ok(RolloutView {
         id: row.id,
         firmware_id: row.firmware_id,
