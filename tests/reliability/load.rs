@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{base_env, image_bytes, token};
-use crate::service::{start_binary, upload_at};
+use crate::service::{publish_at, start_binary, upload_at};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -47,19 +47,17 @@ async fn a_minute_of_mixed_traffic_with_a_rollout_advancing_gives_no_5xx_and_cou
         let release = upload_at(&client, &base, &admin, version, image_bytes(i as u8, 256 << 10)).await;
         ids.push(release["id"].as_str().unwrap().to_owned());
     }
-    client
-        .post(format!("{base}/v1/admin/firmware/{}/publish", ids[0]))
-        .bearer_auth(&admin)
-        .json(&json!({"channel": "stable"}))
-        .send()
-        .await
-        .unwrap();
+    publish_at(&client, &base, &admin, &ids[0], json!({"channel": "stable"})).await;
     let stage_s = (seconds / 4).max(1);
-    let rollout: Value = client
-        .post(format!("{base}/v1/admin/firmware/{}/publish", ids[1]))
-        .bearer_auth(&admin)
-        .json(&json!({"channel": "stable", "min_reports": 1_000_000, "stages": [{"percent": 5, "min_duration_s": stage_s}, {"percent": 25, "min_duration_s": stage_s}, {"percent": 100, "min_duration_s": 3600}]}))
-        .send().await.unwrap().json().await.unwrap();
+    let stages = json!([{"percent": 5, "min_duration_s": stage_s}, {"percent": 25, "min_duration_s": stage_s}, {"percent": 100, "min_duration_s": 3600}]);
+    let rollout = publish_at(
+        &client,
+        &base,
+        &admin,
+        &ids[1],
+        json!({"channel": "stable", "min_reports": 1_000_000, "stages": stages}),
+    )
+    .await;
     let rollout_id = rollout["id"].as_str().unwrap().to_owned();
 
     let idle_kib = rss_kib(service.child.id());

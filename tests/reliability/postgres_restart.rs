@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{base_env, image_bytes, token};
-use crate::service::{start_binary, upload_at};
+use crate::service::{publish_at, start_binary, upload_at};
 
 /// A PostgreSQL cluster in a temporary directory, on its own port, run as the `postgres` user
 /// (the tests run as root, which PostgreSQL refuses). Stopped at once when dropped.
@@ -156,16 +156,7 @@ async fn postgres_restarted_under_load_gives_503s_then_recovers_without_a_restar
 
     let release = upload_at(&client, &base, &admin, "1.0.0", image_bytes(3, 64 << 10)).await;
     let firmware_id = release["id"].as_str().unwrap().to_owned();
-    let rollout: Value = client
-        .post(format!("{base}/v1/admin/firmware/{firmware_id}/publish"))
-        .bearer_auth(&admin)
-        .json(&json!({"channel": "stable"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rollout = publish_at(&client, &base, &admin, &firmware_id, json!({"channel": "stable"})).await;
     let rollout_id = rollout["id"].as_str().unwrap().to_owned();
 
     // Update checks on workers of their own: a database request waits up to the pool's acquire

@@ -81,6 +81,19 @@ pub async fn upload_at(
     response.json().await.unwrap()
 }
 
+/// Publishes a release on any running service (`body`: channel, stages, ...); the rollout's JSON.
+pub async fn publish_at(client: &reqwest::Client, base: &str, token: &str, id: &str, body: Value) -> Value {
+    let response = client
+        .post(format!("{base}/v1/admin/firmware/{id}/publish"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -12,7 +12,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 
 use crate::helpers::{base_env, image_bytes, token};
-use crate::service::{start_binary, upload_at};
+use crate::service::{publish_at, start_binary, upload_at};
 
 /// The proxy's idle timeout in this test, in seconds.
 const PROXY_TIMEOUT_S: u64 = 4;
@@ -134,14 +134,7 @@ async fn the_upstream_down_then_hanging_is_reported_while_updates_keep_working_a
     const IMAGE: usize = 256 << 10;
     let release = upload_at(&client, &base, &admin, "1.0.0", image_bytes(4, IMAGE)).await;
     let id = release["id"].as_str().unwrap().to_owned();
-    let published = client
-        .post(format!("{base}/v1/admin/firmware/{id}/publish"))
-        .bearer_auth(&admin)
-        .json(&json!({"channel": "stable"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(published.status(), 201);
+    publish_at(&client, &base, &admin, &id, json!({"channel": "stable"})).await;
 
     // Eight devices checking and downloading through every phase.
     let local = Arc::new(Local::default());
