@@ -92,6 +92,39 @@ async fn the_filesystem_store_passes_the_storage_suite() {
 }
 
 #[tokio::test]
+async fn a_file_cut_short_on_disk_gives_an_error_never_a_short_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fs_store(&dir).await;
+    let bytes = image_bytes(7, (1 << 20) + 100);
+    let staged = store.put_staging(chunks(&bytes, 1 << 16), u64::MAX).await.unwrap();
+    let key = ObjectKey::Firmware(staged.sha256);
+    store.promote(&staged.key, &key).await.unwrap();
+    let path = dir.path().join("blobs").join(key.to_string());
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(700_000).unwrap();
+
+    // Within what is left: the right bytes.
+    let kept = ByteRange { start: 1000, end: 699_999 };
+    let part = read_all(store.open(&key, Some(kept)).await.unwrap()).await;
+    assert_eq!(part, bytes[1000..700_000]);
+    // Starting past the cut: refused before any byte.
+    let past = ByteRange { start: 800_000, end: 900_000 };
+    assert!(matches!(store.open(&key, Some(past)).await, Err(StorageError::Io(_))));
+    // Crossing it: the first chunk comes, then an error, never a clean end.
+    let across = ByteRange { start: 0, end: bytes.len() as u64 - 1 };
+    let mut stream = store.open(&key, Some(across)).await.unwrap();
+    let mut received = 0;
+    let failed = loop {
+        match futures_util::StreamExt::next(&mut stream).await {
+            Some(Ok(chunk)) => received += chunk.len(),
+            Some(Err(_)) => break true,
+            None => break false,
+        }
+    };
+    assert!(failed, "the stream ended cleanly after {received} of {} bytes", bytes.len());
+    assert!(received < 700_000);
+}
+
+#[tokio::test]
 async fn the_s3_store_passes_the_storage_suite_against_a_real_server() {
     let dir = tempfile::tempdir().unwrap();
     the_suite(s3_store(&dir).await).await;
