@@ -114,6 +114,8 @@ pub struct AuthSettings {
 pub enum DownloadMode {
     Stream,
     Redirect,
+    /// An nginx in front serves the file after this service's checks (`X-Accel-Redirect`).
+    Accel,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,6 +124,8 @@ pub struct FirmwareSettings {
     pub channels: Vec<String>,
     pub max_upload_bytes: u64,
     pub download_mode: DownloadMode,
+    /// The internal nginx location that maps to `storage.fs.root` (`download_mode = "accel"`).
+    pub accel_location: String,
     pub poll_after_s: u64,
     pub catalog_refresh_s: u64,
 }
@@ -321,6 +325,15 @@ impl Settings {
         if self.firmware.download_mode == DownloadMode::Redirect && self.storage.backend != StorageBackend::S3
         {
             return fail("firmware.download_mode", "\"redirect\" needs storage.backend = \"s3\"");
+        }
+        if self.firmware.download_mode == DownloadMode::Accel && self.storage.backend != StorageBackend::Fs {
+            return fail("firmware.download_mode", "\"accel\" needs storage.backend = \"fs\"");
+        }
+        let location = &self.firmware.accel_location;
+        if !(location.starts_with('/') && location.ends_with('/'))
+            || location.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return fail("firmware.accel_location", "must be a path that starts and ends with /");
         }
         if !(0.0..=1.0).contains(&self.rollout.max_failure_rate) {
             return fail("rollout.max_failure_rate", "must be between 0 and 1");

@@ -54,7 +54,7 @@ async fn find_image(state: &AppState, id: uuid::Uuid, admin: bool) -> Result<Ima
     })
 }
 
-#[utoipa::path(get, path = "/v1/firmware/{id}/download", operation_id = "download", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "Redirect to a presigned URL (download_mode = redirect)"), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/firmware/{id}/download", operation_id = "download", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image (with download_mode = accel, GET answers empty with X-Accel-Redirect and the nginx in front sends it)", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "Redirect to a presigned URL (download_mode = redirect)"), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
 pub async fn serve(
     state: web::Data<AppState>,
     caller: OptionalCaller,
@@ -113,6 +113,13 @@ pub async fn serve(
         .insert_header((header::CACHE_CONTROL, cache_control))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.bin\"")));
+    if state.settings.firmware.download_mode == DownloadMode::Accel && req.method() == Method::GET {
+        // The nginx in front sends the file (sendfile) and applies Range and If-Range itself,
+        // against the ETag passed on here (README, "Downloads through nginx"); the checks above
+        // (token, release state, 304, 416) are this service's.
+        let location = format!("{}{}", state.settings.firmware.accel_location, image.key);
+        return Ok(response.status(StatusCode::OK).insert_header(("X-Accel-Redirect", location)).finish());
+    }
     if let Some(p) = part {
         response
             .insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", p.start, p.end, image.size)));

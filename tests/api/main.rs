@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod accel;
 mod admin;
 mod auth;
 mod authorization;

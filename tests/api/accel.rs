@@ -1,0 +1,186 @@
+//! `firmware.download_mode = "accel"`: the service checks, then hands the file to the nginx in
+//! front with `X-Accel-Redirect`; nginx sends it (sendfile) and applies Range and If-Range. The
+//! second test puts a real nginx (from the machine's packages; `tests/run` installs it) in front.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{
+    TestApp, assert_error_shape, image_bytes, publish, sha256_hex, spawn_app_with, upload_ok,
+};
+
+const LOCATION: &str = "/_nowatch_blobs/";
+
+async fn accel_app() -> TestApp {
+    spawn_app_with(&[
+        ("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE", "accel"),
+        // The mode serves the filesystem store, whatever the suite's TEST_STORAGE.
+        ("NOWATCH_OTA__STORAGE__BACKEND", "fs"),
+    ])
+    .await
+}
+
+/// A published release; its id and bytes.
+async fn release(app: &TestApp, len: usize) -> (String, Vec<u8>) {
+    let bytes = image_bytes(9, len);
+    let id = upload_ok(app, "3.0.0", &["nw-s1"], bytes.clone()).await["id"].as_str().unwrap().to_owned();
+    publish(app, &id, json!({"channel": "stable"})).await;
+    (id, bytes)
+}
+
+#[tokio::test]
+async fn accel_downloads_hand_the_file_to_nginx_only_after_the_service_checks() {
+    let app = accel_app().await;
+    let (id, bytes) = release(&app, 70_000).await;
+    let path = format!("/v1/firmware/{id}/download");
+    let etag = format!("\"{}\"", sha256_hex(&bytes));
+
+    let handed = app.get(&path).bearer_auth(app.user_token()).send().await.unwrap();
+    assert_eq!(handed.status(), 200);
+    let headers = handed.headers().clone();
+    assert_eq!(headers["x-accel-redirect"], format!("{LOCATION}firmware/{}", sha256_hex(&bytes)));
+    assert_eq!(headers["etag"], etag.as_str());
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    assert!(headers["content-disposition"].to_str().unwrap().contains(&id));
+    assert!(handed.bytes().await.unwrap().is_empty(), "nginx sends the bytes, not the service");
+
+    // The service's own answers stay its own, in the NOWATCH shape.
+    let anonymous = app.get(&path).send().await.unwrap();
+    assert_error_shape(anonymous, 401, &path).await;
+    let past_the_end = app.get(&path).bearer_auth(app.user_token()).header("Range", "bytes=70000-").send();
+    let body = assert_error_shape(past_the_end.await.unwrap(), 416, &path).await;
+    assert!(body["message"][0].as_str().unwrap().contains("70000 bytes"));
+    let unchanged = app.get(&path).bearer_auth(app.user_token()).header("If-None-Match", &etag).send();
+    assert_eq!(unchanged.await.unwrap().status(), 304);
+    let unknown = format!("/v1/firmware/{}/download", uuid::Uuid::new_v4());
+    assert_error_shape(app.get(&unknown).bearer_auth(app.user_token()).send().await.unwrap(), 404, &unknown)
+        .await;
+    // HEAD answers itself (it never opens the file).
+    let head = app.client.head(app.url(&path)).bearer_auth(app.user_token()).send().await.unwrap();
+    assert_eq!(head.headers()["content-length"], "70000");
+    assert!(head.headers().get("x-accel-redirect").is_none());
+}
+
+#[tokio::test]
+async fn accel_needs_the_filesystem_store_and_a_location_path() {
+    for (key, value, field) in [
+        ("NOWATCH_OTA__FIRMWARE__ACCEL_LOCATION", "_blobs/", "firmware.accel_location"),
+        ("NOWATCH_OTA__FIRMWARE__ACCEL_LOCATION", "/_blobs", "firmware.accel_location"),
+        ("NOWATCH_OTA__STORAGE__BACKEND", "s3", "firmware.download_mode"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = crate::helpers::base_env(&dir).await;
+        env.insert("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE".into(), "accel".into());
+        env.insert("NOWATCH_OTA__STORAGE__BACKEND".into(), "fs".into());
+        env.insert("NOWATCH_OTA__STORAGE__S3__BUCKET".into(), "firmware".into());
+        env.insert(key.into(), value.into());
+        let error = nowatch_ota::config::Settings::load_from(env).expect_err("refused").to_string();
+        assert!(error.contains(field), "{key}={value}: {error}");
+    }
+}
+
+/// nginx in the foreground, as this user, on a free port; stopped when dropped.
+struct Nginx {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// The front of `app`: everything to the service, and the internal location on its store.
+    fn start_in_front_of(app: &TestApp) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let upstream = app.address.trim_start_matches("http://");
+        let root = app.dir.path().join("blobs");
+        let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+            .iter()
+            .map(|t| format!("  {t}_temp_path {}/{t};\n", dir.path().display()))
+            .collect();
+        let config = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\nhttp {{\n{temp}  access_log off;\n  sendfile on;\n\
+             server {{\n    listen 127.0.0.1:{port};\n\
+             location / {{ proxy_pass http://{upstream}; }}\n\
+             location {LOCATION} {{\n      internal;\n      alias {root}/;\n      etag off;\n\
+             add_header ETag $upstream_http_etag;\n    }}\n  }}\n}}\n",
+            d = dir.path().display(),
+            root = root.display(),
+        );
+        std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (tests/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "nginx did not start: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn behind_a_real_nginx_the_image_its_ranges_and_resumes_come_from_the_file() {
+    let app = accel_app().await;
+    let (id, bytes) = release(&app, (3 << 20) + 123).await;
+    let nginx = Nginx::start_in_front_of(&app);
+    let url = format!("{}/v1/firmware/{id}/download", nginx.base);
+    let token = app.user_token();
+    let etag = format!("\"{}\"", sha256_hex(&bytes));
+    let get = |range: Option<&str>, if_range: Option<&str>| {
+        let mut request = app.client.get(&url).bearer_auth(&token);
+        if let Some(range) = range {
+            request = request.header("Range", range);
+        }
+        if let Some(validator) = if_range {
+            request = request.header("If-Range", validator);
+        }
+        request.send()
+    };
+
+    let whole = get(None, None).await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["etag"], etag.as_str());
+    assert!(whole.headers().get("x-accel-redirect").is_none(), "nginx keeps the redirect to itself");
+    assert_eq!(sha256_hex(&whole.bytes().await.unwrap()), sha256_hex(&bytes));
+
+    let part = get(Some("bytes=1048576-2097151"), None).await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], format!("bytes 1048576-2097151/{}", bytes.len()));
+    assert_eq!(part.bytes().await.unwrap(), bytes[1 << 20..2 << 20]);
+
+    // A resume with our ETag as If-Range gets the rest; with another, the whole image again.
+    let resumed = get(Some("bytes=3000000-"), Some(&etag)).await.unwrap();
+    assert_eq!(resumed.status(), 206);
+    assert_eq!(resumed.bytes().await.unwrap(), bytes[3_000_000..]);
+    let changed = get(Some("bytes=3000000-"), Some("\"another-image\"")).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.bytes().await.unwrap().len(), bytes.len());
+
+    // The service still decides who gets it, in the NOWATCH shape, through nginx.
+    let anonymous = app.client.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.json::<serde_json::Value>().await.unwrap()["statusCode"], 401);
+    // And the internal location cannot be asked for directly.
+    let direct = app.client.get(format!("{}{LOCATION}firmware/{}", nginx.base, sha256_hex(&bytes)));
+    assert_eq!(direct.send().await.unwrap().status(), 404);
+}
