@@ -3,12 +3,13 @@
 //! second test puts a real nginx (from the machine's packages; `tests/run` installs it) in front.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::helpers::{
-    TestApp, assert_error_shape, image_bytes, publish, sha256_hex, spawn_app_with, upload_ok,
+    TestApp, assert_error_shape, free_port, image_bytes, listening_within, publish, sha256_hex,
+    spawn_app_with, upload_ok,
 };
 
 const LOCATION: &str = "/_nowatch_blobs/";
@@ -92,7 +93,7 @@ impl Nginx {
     /// The front of `app`: everything to the service, and the internal location on its store.
     fn start_in_front_of(app: &TestApp) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let upstream = app.address.trim_start_matches("http://");
         let root = app.dir.path().join("blobs");
         let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
@@ -121,11 +122,9 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx (tests/run installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if !listening_within(port, Duration::from_secs(10)) {
             let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "nginx did not start: {log}");
-            std::thread::sleep(Duration::from_millis(20));
+            panic!("nginx did not start: {log}");
         }
         Self { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }
     }

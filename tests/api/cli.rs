@@ -98,10 +98,7 @@ async fn publish_exits_with_codes_scripts_can_rely_on() {
     let (code, _, err) = run(&args).await;
     assert_eq!(code, 2, "a non-admin token is refused: {err}");
 
-    let closed = format!(
-        "http://127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-    );
+    let closed = format!("http://127.0.0.1:{}", crate::helpers::free_port());
     let admin = app.admin_token();
     let mut args: Vec<&str> = base.to_vec();
     args.extend([file.as_str(), "--server", closed.as_str(), "--token", admin.as_str()]);

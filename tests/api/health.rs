@@ -37,7 +37,7 @@ async fn readyz_stays_200_and_says_whether_the_upstream_answers() {
     assert_eq!(body["status"], "ready");
     assert!(upstream.requests() >= 1, "the probe reached the upstream");
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = crate::helpers::free_port();
     let body = readiness_with_upstream(&format!("http://127.0.0.1:{closed}")).await;
     assert_eq!(body["upstream"], "unreachable", "{body}");
     assert_eq!(body["status"], "degraded");

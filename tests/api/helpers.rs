@@ -113,7 +113,7 @@ pub fn s3_server() -> &'static S3Server {
     static SERVER: OnceLock<S3Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let mut command = Command::new("s3s-fs");
         command
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -140,14 +140,29 @@ pub fn s3_server() -> &'static S3Server {
             }
         });
         let child = spawned.recv().unwrap().expect("s3s-fs is not installed: run ./tests/run, which installs it (cargo install s3s-fs@0.14.1 --locked --features binary)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
+        assert!(listening_within(port, std::time::Duration::from_secs(5)), "s3s-fs did not start");
         S3Server { endpoint: format!("http://127.0.0.1:{port}"), _child: child, _dir: dir }
     })
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Whether something listens on 127.0.0.1:`port` within `within` (polled every 20 ms), for a
+/// process a test has just started.
+pub fn listening_within(port: u16, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Creates a new bucket on the test S3 server and returns its name.

@@ -398,7 +398,7 @@ async fn upstream_error_answers_come_back_untouched() {
 
 #[tokio::test]
 async fn an_upstream_refusing_connections_is_502() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = crate::helpers::free_port();
     let app = proxy_to(&format!("http://127.0.0.1:{closed}"), &[]).await;
     let response = app.get("/v1/user").bearer_auth("user.jwt.token").send().await.unwrap();
     let body = assert_error_shape(response, 502, "/v1/user").await;
@@ -412,7 +412,7 @@ async fn proxied_requests_and_upstream_failures_are_counted_by_tag() {
     for _ in 0..3 {
         assert_eq!(app.get("/v1/user").bearer_auth("user.jwt.token").send().await.unwrap().status(), 200);
     }
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = crate::helpers::free_port();
     let down = proxy_to(&format!("http://127.0.0.1:{closed}"), &[]).await;
     assert_eq!(down.get("/v1/measurement").send().await.unwrap().status(), 502);
 

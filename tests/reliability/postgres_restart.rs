@@ -37,7 +37,7 @@ impl Cluster {
         let bin = versions.pop().expect("no /usr/lib/postgresql/*/bin/initdb");
         let dir = tempfile::Builder::new().prefix("nwota-pg-").tempdir().unwrap();
         assert!(Command::new("chown").arg("postgres").arg(dir.path()).status().unwrap().success());
-        let port = crate::service::free_port();
+        let port = crate::helpers::free_port();
         let cluster = Self { dir, bin, port };
         let data = cluster.data();
         cluster.run("initdb", &["-D", &data, "--auth=trust", "--no-sync", "-U", "postgres"]);

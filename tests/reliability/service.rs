@@ -5,6 +5,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
+use crate::helpers::{free_port, listening_within};
+
 /// The real `nowatch-ota serve`, started on a free port with `env` only.
 pub struct Binary {
     pub child: std::process::Child,
@@ -25,11 +27,7 @@ pub fn start_binary(env: &HashMap<String, String>) -> Binary {
         .stderr(Stdio::from(log.reopen().unwrap()))
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the service did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    assert!(listening_within(port, std::time::Duration::from_secs(30)), "the service did not start");
     Binary { child, base: format!("http://127.0.0.1:{port}"), log }
 }
 
@@ -92,11 +90,6 @@ pub async fn publish_at(client: &reqwest::Client, base: &str, token: &str, id: &
         .unwrap();
     assert_eq!(response.status(), 201);
     response.json().await.unwrap()
-}
-
-/// A port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `GET url` with a bearer token, its body as JSON.

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::{
-    S3_ACCESS_KEY, S3_SECRET_KEY, image_bytes, publish, sha256_hex, spawn_app_with, upload_ok,
+    S3_ACCESS_KEY, S3_SECRET_KEY, free_port, image_bytes, listening_within, publish, sha256_hex,
+    spawn_app_with, upload_ok,
 };
-use crate::service::{files_under, free_port};
+use crate::service::files_under;
 
 /// s3s-fs on a fixed port, killed when dropped so that a failing test leaves nothing running.
 struct S3Process(Child);
@@ -32,11 +33,7 @@ impl S3Process {
             .stderr(Stdio::null())
             .spawn()
             .expect("s3s-fs is installed by tests/run");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(listening_within(port, Duration::from_secs(10)), "s3s-fs did not start");
         Self(child)
     }
 

@@ -118,7 +118,7 @@ async fn readiness(client: &reqwest::Client, base: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upstream_down_then_hanging_is_reported_while_updates_keep_working_and_recovery_needs_no_restart()
 {
-    let port = crate::service::free_port();
+    let port = crate::helpers::free_port();
     let mut backend = Some(start_backend(port).await);
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&dir).await;
