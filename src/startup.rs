@@ -165,10 +165,10 @@ async fn request_context(
     // only come from inner middleware, and actix renders it itself.
     let mut response = next.call(req).await?.map_into_boxed_body();
     let status = response.status();
+    let forwarded = response.response().extensions().get::<PassThrough>().is_some();
     if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
         // The route pattern, never the raw path: ids would make every request its own series.
         // Forwarded requests are counted as one route here (and by tag in the proxy's metrics).
-        let forwarded = response.response().extensions().get::<PassThrough>().is_some();
         let route = match forwarded {
             true => "proxy".into(),
             false => response.request().match_pattern().unwrap_or_else(|| "unmatched".into()),
@@ -177,8 +177,7 @@ async fn request_context(
         state.metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
         state.metrics.http_requests.with_label_values(&[labels[0], labels[1], status.as_str()]).inc();
     }
-    let pass_through = response.response().extensions().get::<PassThrough>().is_some();
-    if status.as_u16() >= 400 && !pass_through {
+    if status.as_u16() >= 400 && !forwarded {
         let api_error = response.response().error().and_then(|e| e.as_error::<ApiError>());
         let messages = match (api_error, response.response().error()) {
             (Some(api), _) => api.messages(),

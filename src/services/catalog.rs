@@ -100,7 +100,7 @@ impl Candidate for Offered {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// Per hardware id, newest first.
     pub by_hardware: HashMap<String, Vec<Arc<Offered>>>,
@@ -230,12 +230,7 @@ impl Catalog {
             .map(Arc::new);
         }
 
-        let mut snapshot = Snapshot {
-            by_hardware: current.by_hardware.clone(),
-            by_id: current.by_id.clone(),
-            floors: current.floors.clone(),
-            built_at: current.built_at,
-        };
+        let mut snapshot = Snapshot::clone(&current);
         if let Some(old) = snapshot.by_id.remove(&id) {
             for h in &old.public.hardware {
                 if let Some(releases) = snapshot.by_hardware.get_mut(h) {

@@ -121,7 +121,7 @@ impl FsStore {
     ) -> Result<BlobStream, StorageError> {
         let path = self.path(key);
         let name = key.to_string();
-        let opened = tokio::task::spawn_blocking(move || {
+        let (file, next, end, first) = on_blocking_pool(move || {
             let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => StorageError::NotFound(name),
                 _ => e.into(),
@@ -131,11 +131,9 @@ impl FsStore {
                 None => (0, file.metadata()?.len()),
             };
             let first = read_chunk(&file, start, READ_CHUNK.min(end.saturating_sub(start)) as usize)?;
-            Ok::<_, StorageError>((file, start + first.len() as u64, end, first))
+            Ok((file, start + first.len() as u64, end, first))
         })
-        .await
-        .map_err(|e| StorageError::Io(std::io::Error::other(e)))??;
-        let (file, next, end, first) = opened;
+        .await?;
         let file = Arc::new(file);
         let rest = futures_util::stream::try_unfold(next, move |offset| {
             let file = Arc::clone(&file);
@@ -144,9 +142,7 @@ impl FsStore {
                     return Ok(None);
                 }
                 let want = READ_CHUNK.min(end - offset) as usize;
-                let chunk = tokio::task::spawn_blocking(move || read_chunk(&file, offset, want))
-                    .await
-                    .map_err(|e| StorageError::Io(std::io::Error::other(e)))??;
+                let chunk = on_blocking_pool(move || read_chunk(&file, offset, want)).await?;
                 Ok(Some((chunk, offset + want as u64)))
             }
         });
@@ -195,6 +191,13 @@ impl FsStore {
         }
         Ok(())
     }
+}
+
+/// Runs blocking file work on tokio's blocking pool.
+async fn on_blocking_pool<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| StorageError::Io(std::io::Error::other(e)))?
 }
 
 /// What the upload's writer thread is asked to do.
