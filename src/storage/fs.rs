@@ -8,19 +8,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::staging_file::{WriteOp, write_durably};
 use super::{BlobStream, ByteRange, ObjectInfo, ObjectKey, StorageError};
 use crate::domain::Sha256Digest;
 
 /// Bytes per read for downloads: large enough to keep blocking-pool round trips rare, small
 /// enough per connection (a connection holds about two of them).
 const READ_CHUNK: u64 = 512 * 1024;
-
-/// Uploads ask the kernel to start writing back every this many bytes, so the final `fsync`
-/// finds little left to do instead of the whole image.
-const WRITE_BACK_EVERY: u64 = 16 * 1024 * 1024;
 
 /// Batches of received chunks waiting for the writer: bounds an upload's memory (about
 /// `WRITE_QUEUE` x `HANDOFF_BYTES`) when the disk is slower than the network.
@@ -45,8 +41,9 @@ impl FsStore {
         self.root.join(key.to_string())
     }
 
-    /// Receives on the caller's task while a blocking thread hashes and writes what arrived
-    /// before, so the network, the hash and the disk overlap; the file is durable on return.
+    /// Receives on the caller's task while blocking threads write and hash what arrived before
+    /// (`staging_file`), so the network, the hash and the disk overlap; the file is durable on
+    /// return.
     /// Chunks are handed over about 1 MiB at a time: one wake-up of the writer per chunk cost
     /// 23,000 `futex` calls per GiB (bench/PROFILE.md).
     pub(super) async fn put<S, E>(
@@ -199,63 +196,6 @@ async fn on_blocking_pool<T: Send + 'static>(
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| StorageError::Io(std::io::Error::other(e)))?
 }
-
-/// What the upload's writer thread is asked to do.
-enum WriteOp {
-    Append(Vec<Bytes>),
-    /// Everything arrived: make it durable. A queue closed without it means the upload failed,
-    /// and the writer stops without syncing a file that will be deleted.
-    Finish,
-}
-
-/// Hashes and writes what the queue brings; the size and SHA-256 once it is durable, `None` if
-/// the queue closed without `Finish`.
-fn write_durably(
-    path: &std::path::Path,
-    mut queue: mpsc::Receiver<WriteOp>,
-) -> std::io::Result<Option<(u64, Sha256Digest)>> {
-    use std::io::Write;
-    let file = std::fs::File::create(path)?;
-    let mut out = std::io::BufWriter::with_capacity(1024 * 1024, &file);
-    let mut hasher = Sha256::new();
-    let (mut written, mut flushed) = (0u64, 0u64);
-    while let Some(op) = queue.blocking_recv() {
-        match op {
-            WriteOp::Append(batch) => {
-                for chunk in batch {
-                    hasher.update(&chunk);
-                    out.write_all(&chunk)?;
-                    written += chunk.len() as u64;
-                }
-                if written - flushed >= WRITE_BACK_EVERY {
-                    out.flush()?;
-                    start_write_back(&file, flushed, written - flushed);
-                    flushed = written;
-                }
-            }
-            WriteOp::Finish => {
-                out.flush()?;
-                drop(out);
-                file.sync_data()?;
-                return Ok(Some((written, Sha256Digest::from_bytes(hasher.finalize().into()))));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// Starts writing `len` bytes at `offset` back to the disk without waiting (Linux); the final
-/// `sync_data` still waits for all of it. A hint only: a failure shows up at that sync.
-#[cfg(target_os = "linux")]
-fn start_write_back(file: &std::fs::File, offset: u64, len: u64) {
-    // SAFETY: the descriptor is open for as long as `file` is borrowed; the call reads no memory.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_write_back(_file: &std::fs::File, _offset: u64, _len: u64) {}
 
 /// Reads exactly `want` bytes at `offset`; a file shorter than its length said is an error, so
 /// a client never gets a complete-looking but short image.

@@ -10,6 +10,7 @@
 mod fs;
 mod key;
 mod s3;
+mod staging_file;
 mod stream;
 
 use std::pin::Pin;
