@@ -66,6 +66,21 @@ impl RequestId {
 /// at `info` like every other request.
 const UPDATE_CHECK_PATH: &str = "/v1/firmware/check";
 
+/// The one line of a request the proxy forwarded (see `startup::forward_proxied`): the fields of
+/// the request span and its closing line, without the span.
+pub fn log_forwarded<B>(response: &ServiceResponse<B>) {
+    let request = response.request();
+    let extensions = request.extensions();
+    let request_id = extensions.get::<RequestId>().map_or("", |r| r.0.as_str());
+    tracing::info!(
+        %request_id,
+        method = %request.method(),
+        path = %request.path(),
+        status = response.status().as_u16(),
+        "request finished"
+    );
+}
+
 /// The root span of each request, named after our request id rather than tracing-actix-web's.
 pub struct RequestSpan;
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::uri::{self, Authority, PathAndQuery, Scheme};
 use actix_web::http::{StatusCode, Uri};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use awc::error::{ConnectError, SendRequestError};
@@ -125,10 +126,46 @@ pub struct Proxy {
     metrics: ProxyMetrics,
 }
 
-/// `scheme://host[:port]` and the base path (no trailing slash) of `proxy.upstream`.
+/// `proxy.upstream`, parsed once: each request's target is put together from these parts and
+/// its own path, without formatting and parsing a URL per request.
 struct Upstream {
-    origin: String,
+    scheme: Scheme,
+    authority: Authority,
+    /// No trailing slash; empty for an upstream at its root.
     base_path: String,
+}
+
+impl Upstream {
+    fn parse(raw: &str) -> anyhow::Result<Self> {
+        let url = url::Url::parse(raw).map_err(|e| anyhow::anyhow!("`proxy.upstream`: {e}"))?;
+        let origin: Uri =
+            url[..url::Position::BeforePath].parse().map_err(|e| anyhow::anyhow!("`proxy.upstream`: {e}"))?;
+        let parts = origin.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            anyhow::bail!("`proxy.upstream`: needs a scheme and a host");
+        };
+        Ok(Self { scheme, authority, base_path: url.path().trim_end_matches('/').to_owned() })
+    }
+
+    /// The upstream URL of a request's path and query (origin-form, as the client sent it).
+    fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, ApiError> {
+        let invalid = |_| ApiError::field("path", "not a valid request target");
+        let path_and_query = match (self.base_path.as_str(), path_and_query) {
+            ("", Some(pq)) => pq.clone(), // shares the request's bytes: no copy
+            (base, pq) => PathAndQuery::try_from(format!("{base}{}", pq.map_or("/", PathAndQuery::as_str)))
+                .map_err(invalid)?,
+        };
+        let mut parts = uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|_| ApiError::field("path", "not a valid request target"))
+    }
+
+    /// `scheme://authority/base/`: what the readiness probe asks for.
+    fn root(&self) -> String {
+        format!("{}://{}{}/", self.scheme, self.authority, self.base_path)
+    }
 }
 
 impl Proxy {
@@ -136,13 +173,7 @@ impl Proxy {
     pub fn from_settings(settings: &ProxySettings, metrics: ProxyMetrics) -> anyhow::Result<Arc<Self>> {
         let upstream = match settings.upstream.as_str() {
             "" => None,
-            raw => {
-                let url = url::Url::parse(raw).map_err(|e| anyhow::anyhow!("`proxy.upstream`: {e}"))?;
-                Some(Upstream {
-                    origin: url[..url::Position::BeforePath].to_owned(),
-                    base_path: url.path().trim_end_matches('/').to_owned(),
-                })
-            }
+            raw => Some(Upstream::parse(raw)?),
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -200,7 +231,7 @@ impl Forwarder {
     /// answer, whatever its status, means the backend is there. `None` without an upstream.
     pub async fn probe(&self, within: Duration) -> Option<UpstreamHealth> {
         let upstream = self.proxy.upstream.as_ref()?;
-        let request = self.client.head(format!("{}{}/", upstream.origin, upstream.base_path)).no_decompress();
+        let request = self.client.head(upstream.root()).no_decompress();
         Some(match tokio::time::timeout(within, request.send()).await {
             Ok(Ok(_)) => UpstreamHealth::Ok,
             Ok(Err(SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout)))
@@ -284,25 +315,23 @@ impl Forwarder {
         upstream: &Upstream,
         request_id: &str,
     ) -> Result<awc::ClientRequest, ApiError> {
-        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let target = format!("{}{}{path_and_query}", upstream.origin, upstream.base_path);
-        let target =
-            Uri::try_from(target).map_err(|_| ApiError::field("path", "not a valid request target"))?;
+        let target = upstream.target(req.uri().path_and_query())?;
         let mut request = self.client.request(req.method().clone(), target).no_decompress();
         let outgoing = request.headers_mut();
         for (name, value) in headers::end_to_end(req.headers(), REPLACED_REQUEST_HEADERS) {
             outgoing.append(name.clone(), value.clone());
         }
         // Scheme and host as the client (or a load balancer before us, via X-Forwarded-*) saw them.
-        let info = req.connection_info().clone();
+        let info = req.connection_info();
+        let forwarded_for = headers::forwarded_for(req.headers(), req.peer_addr().map(|a| a.ip()));
         let added = [
-            ("x-forwarded-for", headers::forwarded_for(req.headers(), req.peer_addr().map(|a| a.ip()))),
-            ("x-forwarded-proto", Some(info.scheme().to_owned())),
-            ("x-forwarded-host", Some(info.host().to_owned())),
-            ("x-request-id", Some(request_id.to_owned()).filter(|id| !id.is_empty())),
+            ("x-forwarded-for", forwarded_for.as_deref()),
+            ("x-forwarded-proto", Some(info.scheme())),
+            ("x-forwarded-host", Some(info.host())),
+            ("x-request-id", Some(request_id).filter(|id| !id.is_empty())),
         ];
         for (name, value) in added {
-            if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
                 outgoing.insert(HeaderName::from_static(name), value);
             }
         }
