@@ -118,6 +118,10 @@ impl FsStore {
     ) -> Result<BlobStream, StorageError> {
         let path = self.path(key);
         let name = key.to_string();
+        // Read buffers are allocated here, on the worker that later frees them, not on the blocking
+        // thread: an allocator with per-thread heaps (mimalloc) otherwise keeps each pool
+        // thread's freed buffers, and 16 range readers held about 200 MiB (bench/PROFILE.md).
+        let first_buffer = Vec::with_capacity(READ_CHUNK as usize);
         let (file, next, end, first) = on_blocking_pool(move || {
             let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => StorageError::NotFound(name),
@@ -127,7 +131,8 @@ impl FsStore {
                 Some(range) => (range.start, range.end + 1),
                 None => (0, file.metadata()?.len()),
             };
-            let first = read_chunk(&file, start, READ_CHUNK.min(end.saturating_sub(start)) as usize)?;
+            let want = READ_CHUNK.min(end.saturating_sub(start)) as usize;
+            let first = read_chunk(&file, start, want, first_buffer)?;
             Ok((file, start + first.len() as u64, end, first))
         })
         .await?;
@@ -139,7 +144,8 @@ impl FsStore {
                     return Ok(None);
                 }
                 let want = READ_CHUNK.min(end - offset) as usize;
-                let chunk = on_blocking_pool(move || read_chunk(&file, offset, want)).await?;
+                let buffer = Vec::with_capacity(want);
+                let chunk = on_blocking_pool(move || read_chunk(&file, offset, want, buffer)).await?;
                 Ok(Some((chunk, offset + want as u64)))
             }
         });
@@ -199,10 +205,16 @@ async fn on_blocking_pool<T: Send + 'static>(
 
 /// Reads exactly `want` bytes at `offset`; a file shorter than its length said is an error, so
 /// a client never gets a complete-looking but short image.
-fn read_chunk(file: &std::fs::File, offset: u64, want: usize) -> Result<Bytes, StorageError> {
+/// `buf` is an empty buffer with at least `want` bytes of capacity.
+fn read_chunk(
+    file: &std::fs::File,
+    offset: u64,
+    want: usize,
+    mut buf: Vec<u8>,
+) -> Result<Bytes, StorageError> {
     // Into uninitialised capacity: zeroing the buffer first would cost as much as the read's
     // own copy from the page cache.
-    let mut buf: Vec<u8> = Vec::with_capacity(want);
+    assert!(buf.is_empty() && buf.capacity() >= want, "read_chunk needs an empty buffer of `want` bytes");
     while buf.len() < want {
         let filled = buf.len();
         let at = libc::off_t::try_from(offset + filled as u64).map_err(std::io::Error::other)?;
