@@ -49,40 +49,51 @@ pub(super) fn write_durably(
     mut queue: mpsc::Receiver<WriteOp>,
 ) -> std::io::Result<Option<(u64, Sha256Digest)>> {
     let mut file = StagingFile::create(path)?;
-    let (to_hasher, hasher) = spawn_hasher()?;
+    let hasher = HashingThread::spawn()?;
     while let Some(op) = queue.blocking_recv() {
         match op {
             WriteOp::Append(batch) => {
                 // A clone of the batch is a reference count per chunk, not a copy.
-                to_hasher
-                    .send(batch.clone())
-                    .map_err(|_| std::io::Error::other("the upload's hasher stopped"))?;
+                hasher.hash(batch.clone())?;
                 file.append(&batch)?;
             }
             WriteOp::Finish => {
-                drop(to_hasher);
-                let digest =
-                    hasher.join().map_err(|_| std::io::Error::other("the upload's hasher panicked"))?;
+                let digest = hasher.finish()?;
                 let size = file.finish()?;
                 return Ok(Some((size, Sha256Digest::from_bytes(digest))));
             }
         }
     }
-    Ok(None) // dropping `to_hasher` ends the hasher thread
+    Ok(None) // dropping `hasher` ends its thread
 }
 
-/// A thread that hashes the batches sent to it and returns the digest once the sender is dropped.
-fn spawn_hasher()
--> std::io::Result<(std::sync::mpsc::SyncSender<Vec<Bytes>>, std::thread::JoinHandle<[u8; 32]>)> {
-    let (to_hasher, batches) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
-    let hasher = std::thread::Builder::new().name("upload-hasher".into()).spawn(move || {
-        let mut hasher = Sha256::new();
-        for chunk in batches.iter().flatten() {
-            hasher.update(&chunk);
-        }
-        hasher.finalize().into()
-    })?;
-    Ok((to_hasher, hasher))
+/// SHA-256 on a thread of its own: batches go in, the digest comes out once all were sent.
+struct HashingThread {
+    batches: std::sync::mpsc::SyncSender<Vec<Bytes>>,
+    thread: std::thread::JoinHandle<[u8; 32]>,
+}
+
+impl HashingThread {
+    fn spawn() -> std::io::Result<Self> {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
+        let thread = std::thread::Builder::new().name("upload-hasher".into()).spawn(move || {
+            let mut hasher = Sha256::new();
+            for chunk in received.iter().flatten() {
+                hasher.update(&chunk);
+            }
+            hasher.finalize().into()
+        })?;
+        Ok(Self { batches, thread })
+    }
+
+    fn hash(&self, batch: Vec<Bytes>) -> std::io::Result<()> {
+        self.batches.send(batch).map_err(|_| std::io::Error::other("the upload's hasher stopped"))
+    }
+
+    fn finish(self) -> std::io::Result<[u8; 32]> {
+        drop(self.batches);
+        self.thread.join().map_err(|_| std::io::Error::other("the upload's hasher panicked"))
+    }
 }
 
 /// The staging file being written, and how.
