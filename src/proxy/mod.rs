@@ -296,8 +296,21 @@ impl Forwarder {
             }
         };
         match sent {
-            Ok(answer) => {
+            Ok(mut answer) => {
                 self.proxy.metrics.record(tag, Outcome::Answered(answer.status()));
+                if let Some(length) = small_body(&answer, req.method()) {
+                    return match tokio::time::timeout(timeout, answer.body().limit(length)).await {
+                        Ok(Ok(body)) if body.len() == length => Ok(pass_back(&answer).body(body)),
+                        // awc ends a body at the connection's close even when it is short.
+                        Ok(Ok(body)) => {
+                            let detail =
+                                format!("body: {} of {length} bytes, then the connection closed", body.len());
+                            Err(failed(Outcome::BodyFailed, bad_gateway(), &detail))
+                        }
+                        Ok(Err(e)) => Err(failed(Outcome::BodyFailed, bad_gateway(), &e)),
+                        Err(_) => Err(failed(Outcome::BodyFailed, gateway_timeout(), &"body: idle timeout")),
+                    };
+                }
                 Ok(stream_back(answer, timeout, tag, request_id, self.proxy.metrics.clone()))
             }
             Err(e) => {
@@ -339,6 +352,43 @@ impl Forwarder {
     }
 }
 
+/// Upstream bodies up to this size are read whole before the answer starts (as nginx's
+/// `proxy_buffering` does): the head and body leave in one write without a stream and its idle
+/// timer per request, and a body that breaks off is still a clean 502. Larger ones stream.
+const BUFFERED_BODY_BYTES: u64 = 64 * 1024;
+
+/// The announced length of a body small enough to read whole; `None` for anything that must
+/// stream, and for HEAD, whose answer announces a length it does not send.
+fn small_body(answer: &awc::ClientResponse, method: &actix_web::http::Method) -> Option<usize> {
+    let status = answer.status();
+    if method == actix_web::http::Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return None;
+    }
+    content_length(answer).filter(|&length| length <= BUFFERED_BODY_BYTES).map(|length| length as usize)
+}
+
+fn content_length(answer: &awc::ClientResponse) -> Option<u64> {
+    answer
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Our response's head: the upstream's status and end-to-end headers, marked [`PassThrough`].
+fn pass_back(answer: &awc::ClientResponse) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::build(answer.status());
+    for (name, value) in headers::end_to_end(answer.headers(), &[]) {
+        response.append_header((name.clone(), value.clone()));
+    }
+    response.extensions_mut().insert(PassThrough);
+    response
+}
+
 /// The upstream's status, end-to-end headers and streamed body, as our response.
 fn stream_back(
     mut answer: awc::ClientResponse,
@@ -348,29 +398,17 @@ fn stream_back(
     metrics: ProxyMetrics,
 ) -> HttpResponse {
     let status = answer.status();
-    let mut response = HttpResponse::build(status);
-    for (name, value) in headers::end_to_end(answer.headers(), &[]) {
-        response.append_header((name.clone(), value.clone()));
-    }
-    let length = answer
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let mut response = pass_back(&answer);
+    let length = content_length(&answer);
     let body = ResponseBody::new(answer.take_payload(), idle, tag.to_owned(), request_id, metrics);
-    let mut response = if status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         response.finish()
     } else if let Some(length) = length {
         // Also right for HEAD: the length is announced and no body is sent.
         response.body(SizedStream::new(length, body))
     } else {
         response.body(BodyStream::new(body))
-    };
-    response.extensions_mut().insert(PassThrough);
-    response
+    }
 }
 
 /// What a failed exchange means for the client: a body problem is the client's, a connect or
@@ -399,6 +437,10 @@ fn declared_length(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::PayloadTooLarge(format!("body: larger than the limit of {limit} bytes"))
+}
+
+fn bad_gateway() -> ApiError {
+    ApiError::BadGateway("the backend's answer broke off".into())
 }
 
 fn gateway_timeout() -> ApiError {

@@ -405,6 +405,27 @@ async fn an_upstream_refusing_connections_is_502() {
     assert_eq!(body["error"], "Bad Gateway");
 }
 
+/// Small bodies are read whole before the answer starts, so an upstream that breaks off in one
+/// is a clean 502, never a short body under a 200.
+#[tokio::test]
+async fn a_small_upstream_body_that_breaks_off_is_a_clean_502() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"partial\":";
+            let _ = socket.write_all(answer.as_bytes()).await;
+            // Dropped here: the connection closes 89 bytes short.
+        }
+    });
+    let app = proxy_to(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let response = app.get("/v1/user").bearer_auth("user.jwt.token").send().await.unwrap();
+    let body = assert_error_shape(response, 502, "/v1/user").await;
+    assert_eq!(body["error"], "Bad Gateway");
+}
+
 #[tokio::test]
 async fn proxied_requests_and_upstream_failures_are_counted_by_tag() {
     let upstream = start_upstream().await;
