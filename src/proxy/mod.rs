@@ -149,17 +149,17 @@ impl Upstream {
 
     /// The upstream URL of a request's path and query (origin-form, as the client sent it).
     fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, ApiError> {
-        let invalid = |_| ApiError::field("path", "not a valid request target");
+        let invalid = || ApiError::field("path", "not a valid request target");
         let path_and_query = match (self.base_path.as_str(), path_and_query) {
             ("", Some(pq)) => pq.clone(), // shares the request's bytes: no copy
             (base, pq) => PathAndQuery::try_from(format!("{base}{}", pq.map_or("/", PathAndQuery::as_str)))
-                .map_err(invalid)?,
+                .map_err(|_| invalid())?,
         };
         let mut parts = uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(path_and_query);
-        Uri::from_parts(parts).map_err(|_| ApiError::field("path", "not a valid request target"))
+        Uri::from_parts(parts).map_err(|_| invalid())
     }
 
     /// `scheme://authority/base/`: what the readiness probe asks for.
@@ -360,15 +360,15 @@ const BUFFERED_BODY_BYTES: u64 = 64 * 1024;
 /// The announced length of a body small enough to read whole; `None` for anything that must
 /// stream, and for HEAD, whose answer announces a length it does not send.
 fn small_body(answer: &awc::ClientResponse, method: &actix_web::http::Method) -> Option<usize> {
-    let status = answer.status();
-    if method == actix_web::http::Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    if method == actix_web::http::Method::HEAD || bodiless(answer.status()) {
         return None;
     }
     content_length(answer).filter(|&length| length <= BUFFERED_BODY_BYTES).map(|length| length as usize)
+}
+
+/// Statuses whose answers never carry a body (RFC 9110 §6.4.1).
+fn bodiless(status: StatusCode) -> bool {
+    status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
 }
 
 fn content_length(answer: &awc::ClientResponse) -> Option<u64> {
@@ -401,7 +401,7 @@ fn stream_back(
     let mut response = pass_back(&answer);
     let length = content_length(&answer);
     let body = ResponseBody::new(answer.take_payload(), idle, tag.to_owned(), request_id, metrics);
-    if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+    if bodiless(status) {
         response.finish()
     } else if let Some(length) = length {
         // Also right for HEAD: the length is announced and no body is sent.
