@@ -120,7 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let settings = Settings::load()?;
-            let _log_writer = nowatch_ota::telemetry::init(&settings.log);
+            let _log_writer = nowatch_ota::telemetry::init(&settings.log)?;
             runtime.block_on(async {
                 let app = Application::build(settings).await?;
                 tracing::info!(port = app.port(), "nowatch-ota listening");

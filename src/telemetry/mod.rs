@@ -2,6 +2,9 @@
 //! so every line a request causes can be found with that id. Tokens, keys and passwords are
 //! never logged: the span records method, path, status and latency only.
 
+mod batched_writer;
+mod timestamp;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{Error, HttpMessage};
@@ -11,33 +14,33 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
+use self::batched_writer::BatchedWriter;
+pub use self::batched_writer::FlushGuard;
+
 /// Installs the global subscriber; `RUST_LOG` wins over `log.level`. Safe to call twice.
 ///
-/// Lines are written by a thread of their own through a buffer, so an actix worker never waits on
-/// a `write(2)` to a busy disk or a slow pipe, and a burst of requests costs one write, not one
-/// per line. Nothing is dropped: when 128k lines are queued, workers wait. Keep the returned guard
-/// until the process ends; dropping it writes out what is queued.
-pub fn init(settings: &LogSettings) -> tracing_appender::non_blocking::WorkerGuard {
+/// Lines are written out in batches by a thread of their own ([`batched_writer`]), so an actix
+/// worker never waits on a `write(2)` to a busy disk or a slow pipe. Keep the returned guard until
+/// the process ends; dropping it writes out what is buffered.
+pub fn init(settings: &LogSettings) -> std::io::Result<FlushGuard> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a terminal: writing them into a log file cost about 10 % of an update
     // check's instructions (bench/PROFILE.md).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::new(std::io::stdout()));
+    let (writer, guard) = BatchedWriter::spawn(std::io::stdout())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_timer(timestamp::UtcMicros)
         .with_ansi(ansi)
         .with_writer(writer);
     let _ = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
-    guard
+    Ok(guard)
 }
 
 /// The id of the request being served: from a sane `x-request-id`, or generated.
