@@ -5,6 +5,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY migration/Cargo.toml migration/Cargo.toml
 COPY core/Cargo.toml core/Cargo.toml
+COPY vendor vendor
 RUN mkdir -p src migration/src core/src tests/api tests/reliability \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && echo 'fn main() {}' > migration/src/main.rs && touch migration/src/lib.rs core/src/lib.rs \
