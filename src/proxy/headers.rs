@@ -1,6 +1,9 @@
 //! Header rules for both directions: hop-by-hop headers (RFC 9110 §7.6.1, plus every header the
 //! `Connection` header names) stop at this hop; everything else passes unchanged.
 
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers, always dropped. `Expect` is answered by this hop (actix sends the
@@ -43,12 +46,81 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
 }
 
 /// `X-Forwarded-For` with `peer` appended to what the client (or a proxy before us) sent.
-pub fn forwarded_for(headers: &HeaderMap, peer: Option<std::net::IpAddr>) -> Option<String> {
-    let earlier: Vec<&str> =
-        headers.get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).map(str::trim).collect();
-    let mut chain: Vec<String> = earlier.into_iter().filter(|v| !v.is_empty()).map(str::to_owned).collect();
-    chain.extend(peer.map(|ip| ip.to_string()));
-    (!chain.is_empty()).then(|| chain.join(", "))
+pub fn forwarded_for(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<String> {
+    let mut chain = String::new();
+    let earlier = headers.get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).map(str::trim);
+    for hop in earlier.filter(|v| !v.is_empty()) {
+        push_hop(&mut chain, hop);
+    }
+    if let Some(peer) = peer {
+        push_hop(&mut chain, "");
+        push_ip(&mut chain, peer);
+    }
+    (!chain.is_empty()).then_some(chain)
+}
+
+fn push_hop(chain: &mut String, hop: &str) {
+    if !chain.is_empty() {
+        chain.push_str(", ");
+    }
+    chain.push_str(hop);
+}
+
+/// An IPv4 address digit by digit: `Ipv4Addr`'s `Display` (padding support, a buffer, a
+/// formatter per octet) cost more than the rest of the forwarding headers together.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    let IpAddr::V4(v4) = ip else {
+        out.push_str(&ip.to_string());
+        return;
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+}
+
+/// The scheme and host the client asked for, as a proxy before us reports them (`Forwarded`,
+/// then `X-Forwarded-Proto` / `X-Forwarded-Host`), else as this connection has them: the rules
+/// of actix-web's `ConnectionInfo`, which also formats the peer's address into a new `String`
+/// on every request, a cost the proxy does not need.
+pub fn client_scheme_and_host(req: &HttpRequest) -> (&str, &str) {
+    let (mut scheme, mut host) = (None, None);
+    let pairs = req
+        .headers()
+        .get_all(header::FORWARDED)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([';', ',']))
+        .filter_map(|pair| pair.trim().split_once('='));
+    for (name, value) in pairs {
+        let value = value.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("proto") {
+            scheme.get_or_insert(value);
+        } else if name.trim().eq_ignore_ascii_case("host") {
+            host.get_or_insert(value);
+        }
+    }
+    let first_of = |name: &str| {
+        let value = req.headers().get(name)?.to_str().ok()?;
+        value.split(',').next().map(str::trim)
+    };
+    let scheme = scheme
+        .or_else(|| first_of("x-forwarded-proto"))
+        .or_else(|| req.uri().scheme_str())
+        .unwrap_or(if req.app_config().secure() { "https" } else { "http" });
+    let host = host
+        .or_else(|| first_of("x-forwarded-host"))
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_else(|| req.app_config().host());
+    (scheme, host)
 }
 
 #[cfg(test)]
@@ -80,5 +152,34 @@ mod tests {
         headers.append(HeaderName::from_static("x-forwarded-for"), HeaderValue::from_static("203.0.113.7"));
         headers.append(HeaderName::from_static("x-forwarded-for"), HeaderValue::from_static("198.51.100.2"));
         assert_eq!(forwarded_for(&headers, peer).as_deref(), Some("203.0.113.7, 198.51.100.2, 10.0.0.9"));
+        assert_eq!(forwarded_for(&headers, None).as_deref(), Some("203.0.113.7, 198.51.100.2"));
+    }
+
+    #[test]
+    fn addresses_are_written_as_ipaddr_displays_them() {
+        for ip in ["0.0.0.0", "10.0.0.9", "127.0.0.1", "192.168.100.255", "8.80.99.100", "::1", "2001:db8::7"] {
+            let mut out = String::new();
+            push_ip(&mut out, ip.parse().unwrap());
+            assert_eq!(out, ip);
+        }
+    }
+
+    #[test]
+    fn scheme_and_host_come_from_forwarded_then_x_forwarded_then_the_request() {
+        use actix_web::test::TestRequest;
+        let plain = TestRequest::default().insert_header(("host", "ota.example:8080")).to_http_request();
+        assert_eq!(client_scheme_and_host(&plain), ("http", "ota.example:8080"));
+        let behind_lb = TestRequest::default()
+            .insert_header(("host", "10.0.0.5"))
+            .insert_header(("x-forwarded-proto", "https, http"))
+            .insert_header(("x-forwarded-host", "api.nowatch.example"))
+            .to_http_request();
+        assert_eq!(client_scheme_and_host(&behind_lb), ("https", "api.nowatch.example"));
+        let forwarded = TestRequest::default()
+            .insert_header(("host", "10.0.0.5"))
+            .insert_header(("x-forwarded-host", "ignored.example"))
+            .insert_header(("forwarded", r#"for=192.0.2.60;Proto=https;host="ota.nowatch.example", for=10.0.0.1"#))
+            .to_http_request();
+        assert_eq!(client_scheme_and_host(&forwarded), ("https", "ota.nowatch.example"));
     }
 }

@@ -334,13 +334,13 @@ impl Forwarder {
         for (name, value) in headers::end_to_end(req.headers(), REPLACED_REQUEST_HEADERS) {
             outgoing.append(name.clone(), value.clone());
         }
-        // Scheme and host as the client (or a load balancer before us, via X-Forwarded-*) saw them.
-        let info = req.connection_info();
+        // Scheme and host as the client (or a load balancer before us) saw them.
+        let (scheme, host) = headers::client_scheme_and_host(req);
         let forwarded_for = headers::forwarded_for(req.headers(), req.peer_addr().map(|a| a.ip()));
         let added = [
             ("x-forwarded-for", forwarded_for.as_deref()),
-            ("x-forwarded-proto", Some(info.scheme())),
-            ("x-forwarded-host", Some(info.host())),
+            ("x-forwarded-proto", Some(scheme)),
+            ("x-forwarded-host", Some(host)),
             ("x-request-id", Some(request_id).filter(|id| !id.is_empty())),
         ];
         for (name, value) in added {
