@@ -133,6 +133,9 @@ struct Upstream {
     authority: Authority,
     /// No trailing slash; empty for an upstream at its root.
     base_path: String,
+    /// The `Host` of every upstream request, as awc would write it (no port 80 or 443), made
+    /// once: awc formats it for each request that has none.
+    host: HeaderValue,
 }
 
 impl Upstream {
@@ -144,7 +147,12 @@ impl Upstream {
         let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
             anyhow::bail!("`proxy.upstream`: needs a scheme and a host");
         };
-        Ok(Self { scheme, authority, base_path: url.path().trim_end_matches('/').to_owned() })
+        let host = match authority.port_u16() {
+            None | Some(80 | 443) => authority.host().to_owned(),
+            Some(port) => format!("{}:{port}", authority.host()),
+        };
+        let host = HeaderValue::try_from(host).map_err(|e| anyhow::anyhow!("`proxy.upstream`: host: {e}"))?;
+        Ok(Self { scheme, authority, base_path: url.path().trim_end_matches('/').to_owned(), host })
     }
 
     /// The upstream URL of a request's path and query (origin-form, as the client sent it).
@@ -334,6 +342,7 @@ impl Forwarder {
         for (name, value) in headers::end_to_end(req.headers(), REPLACED_REQUEST_HEADERS) {
             outgoing.append(name.clone(), value.clone());
         }
+        outgoing.insert(header::HOST, upstream.host.clone());
         // Scheme and host as the client (or a load balancer before us) saw them.
         let (scheme, host) = headers::client_scheme_and_host(req);
         let forwarded_for = headers::forwarded_for(req.headers(), req.peer_addr().map(|a| a.ip()));
