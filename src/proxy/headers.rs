@@ -157,7 +157,8 @@ mod tests {
 
     #[test]
     fn addresses_are_written_as_ipaddr_displays_them() {
-        for ip in ["0.0.0.0", "10.0.0.9", "127.0.0.1", "192.168.100.255", "8.80.99.100", "::1", "2001:db8::7"] {
+        for ip in ["0.0.0.0", "10.0.0.9", "127.0.0.1", "192.168.100.255", "8.80.99.100", "::1", "2001:db8::7"]
+        {
             let mut out = String::new();
             push_ip(&mut out, ip.parse().unwrap());
             assert_eq!(out, ip);
@@ -178,7 +179,10 @@ mod tests {
         let forwarded = TestRequest::default()
             .insert_header(("host", "10.0.0.5"))
             .insert_header(("x-forwarded-host", "ignored.example"))
-            .insert_header(("forwarded", r#"for=192.0.2.60;Proto=https;host="ota.nowatch.example", for=10.0.0.1"#))
+            .insert_header((
+                "forwarded",
+                r#"for=192.0.2.60;Proto=https;host="ota.nowatch.example", for=10.0.0.1"#,
+            ))
             .to_http_request();
         assert_eq!(client_scheme_and_host(&forwarded), ("https", "ota.nowatch.example"));
     }

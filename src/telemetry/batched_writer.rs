@@ -62,7 +62,8 @@ impl Shared {
     fn run(&self) {
         let mut stopping = lock(&self.stopping);
         loop {
-            stopping = self.stop.wait_timeout(stopping, FLUSH_EVERY).unwrap_or_else(PoisonError::into_inner).0;
+            stopping =
+                self.stop.wait_timeout(stopping, FLUSH_EVERY).unwrap_or_else(PoisonError::into_inner).0;
             self.write_out(lock(&self.pending));
             if *stopping {
                 return;
