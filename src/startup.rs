@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, Error, HttpMessage, HttpResponse, HttpServer, web};
 use tracing_actix_web::TracingLogger;
@@ -16,7 +16,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::proxy::{Forwarder, Proxy, ProxyMetrics};
 use crate::routes;
 use crate::state::AppState;
-use crate::telemetry::{self, RequestId, RequestSpan};
+use crate::telemetry::{self, REQUEST_ID_HEADER, RequestId, RequestSpan};
 
 pub struct Application {
     port: u16,
@@ -162,7 +162,8 @@ async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let request_id = RequestId::from_header(req.headers().get("x-request-id").and_then(|v| v.to_str().ok()));
+    let request_id =
+        RequestId::from_header(req.headers().get(&REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()));
     req.extensions_mut().insert(request_id.clone());
     let method = req.method().clone();
     let path = req.path().to_owned();
@@ -206,7 +207,7 @@ async fn request_context(
         response = response.into_response(rebuilt);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {
-        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     Ok(response)
 }

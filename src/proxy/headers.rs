@@ -21,6 +21,11 @@ const HOP_BY_HOP: &[&str] = &[
     "expect",
 ];
 
+// Parsed at compile time: a name given as `&str` is parsed (and checked) on every lookup.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// The headers of `from` that may cross this hop, minus `also_drop` (lower-case names).
 pub fn end_to_end<'a>(
     from: &'a HeaderMap,
@@ -48,7 +53,7 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
 /// `X-Forwarded-For` with `peer` appended to what the client (or a proxy before us) sent.
 pub fn forwarded_for(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<String> {
     let mut chain = String::new();
-    let earlier = headers.get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).map(str::trim);
+    let earlier = headers.get_all(&X_FORWARDED_FOR).filter_map(|v| v.to_str().ok()).map(str::trim);
     for hop in earlier.filter(|v| !v.is_empty()) {
         push_hop(&mut chain, hop);
     }
@@ -107,16 +112,16 @@ pub fn client_scheme_and_host(req: &HttpRequest) -> (&str, &str) {
             host.get_or_insert(value);
         }
     }
-    let first_of = |name: &str| {
+    let first_of = |name: &HeaderName| {
         let value = req.headers().get(name)?.to_str().ok()?;
         value.split(',').next().map(str::trim)
     };
     let scheme = scheme
-        .or_else(|| first_of("x-forwarded-proto"))
+        .or_else(|| first_of(&X_FORWARDED_PROTO))
         .or_else(|| req.uri().scheme_str())
         .unwrap_or(if req.app_config().secure() { "https" } else { "http" });
     let host = host
-        .or_else(|| first_of("x-forwarded-host"))
+        .or_else(|| first_of(&X_FORWARDED_HOST))
         .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or_else(|| req.app_config().host());

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BodyStream, SizedStream};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::uri::{self, Authority, PathAndQuery, Scheme};
 use actix_web::http::{StatusCode, Uri};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
@@ -28,7 +28,7 @@ pub use self::path::unsafe_path;
 use crate::config::ProxySettings;
 use crate::error::ApiError;
 use crate::startup::PassThrough;
-use crate::telemetry::RequestId;
+use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
 /// Request headers this hop replaces rather than passes on (besides the hop-by-hop ones).
 const REPLACED_REQUEST_HEADERS: &[&str] =
@@ -347,14 +347,14 @@ impl Forwarder {
         let (scheme, host) = headers::client_scheme_and_host(req);
         let forwarded_for = headers::forwarded_for(req.headers(), req.peer_addr().map(|a| a.ip()));
         let added = [
-            ("x-forwarded-for", forwarded_for.as_deref()),
-            ("x-forwarded-proto", Some(scheme)),
-            ("x-forwarded-host", Some(host)),
-            ("x-request-id", Some(request_id).filter(|id| !id.is_empty())),
+            (headers::X_FORWARDED_FOR, forwarded_for.as_deref()),
+            (headers::X_FORWARDED_PROTO, Some(scheme)),
+            (headers::X_FORWARDED_HOST, Some(host)),
+            (REQUEST_ID_HEADER, Some(request_id).filter(|id| !id.is_empty())),
         ];
         for (name, value) in added {
             if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
-                outgoing.insert(HeaderName::from_static(name), value);
+                outgoing.insert(name, value);
             }
         }
         Ok(request)

@@ -7,6 +7,7 @@ mod timestamp;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderName;
 use actix_web::{Error, HttpMessage};
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
@@ -42,6 +43,9 @@ pub fn init(settings: &LogSettings) -> std::io::Result<FlushGuard> {
     };
     Ok(guard)
 }
+
+/// The header a request id arrives in, and leaves in (on responses and forwarded requests).
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The id of the request being served: from a sane `x-request-id`, or generated.
 #[derive(Debug, Clone)]
