@@ -55,20 +55,20 @@ pub fn forwarded_for(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<String
     let mut chain = String::new();
     let earlier = headers.get_all(&X_FORWARDED_FOR).filter_map(|v| v.to_str().ok()).map(str::trim);
     for hop in earlier.filter(|v| !v.is_empty()) {
-        push_hop(&mut chain, hop);
+        push_separator(&mut chain);
+        chain.push_str(hop);
     }
     if let Some(peer) = peer {
-        push_hop(&mut chain, "");
+        push_separator(&mut chain);
         push_ip(&mut chain, peer);
     }
     (!chain.is_empty()).then_some(chain)
 }
 
-fn push_hop(chain: &mut String, hop: &str) {
+fn push_separator(chain: &mut String) {
     if !chain.is_empty() {
         chain.push_str(", ");
     }
-    chain.push_str(hop);
 }
 
 /// An IPv4 address digit by digit: `Ipv4Addr`'s `Display` (padding support, a buffer, a
@@ -154,8 +154,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         let peer = Some("10.0.0.9".parse().unwrap());
         assert_eq!(forwarded_for(&headers, peer).as_deref(), Some("10.0.0.9"));
-        headers.append(HeaderName::from_static("x-forwarded-for"), HeaderValue::from_static("203.0.113.7"));
-        headers.append(HeaderName::from_static("x-forwarded-for"), HeaderValue::from_static("198.51.100.2"));
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.7"));
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.2"));
         assert_eq!(forwarded_for(&headers, peer).as_deref(), Some("203.0.113.7, 198.51.100.2, 10.0.0.9"));
         assert_eq!(forwarded_for(&headers, None).as_deref(), Some("203.0.113.7, 198.51.100.2"));
     }

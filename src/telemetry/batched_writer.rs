@@ -60,12 +60,15 @@ impl BatchedWriter {
 
 impl Shared {
     fn run(&self) {
-        let mut stopping = lock(&self.stopping);
         loop {
-            stopping =
-                self.stop.wait_timeout(stopping, FLUSH_EVERY).unwrap_or_else(PoisonError::into_inner).0;
+            // The flag's lock is released before writing: the guard can ask to stop meanwhile.
+            let stopping = *self
+                .stop
+                .wait_timeout_while(lock(&self.stopping), FLUSH_EVERY, |stopping| !*stopping)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
             self.write_out(lock(&self.pending));
-            if *stopping {
+            if stopping {
                 return;
             }
         }
