@@ -2,6 +2,7 @@
 //! so every line a request causes can be found with that id. Tokens, keys and passwords are
 //! never logged: the span records method, path, status and latency only.
 
+mod access_line;
 mod batched_writer;
 mod timestamp;
 
@@ -36,11 +37,15 @@ pub fn init(settings: &LogSettings) -> std::io::Result<FlushGuard> {
         .with_target(false)
         .with_timer(timestamp::UtcMicros)
         .with_ansi(ansi)
-        .with_writer(writer);
-    let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        .with_writer(writer.clone());
+    let json = matches!(settings.format, LogFormat::Json);
+    let installed = match json {
+        true => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        false => builder.compact().try_init(),
     };
+    if installed.is_ok() && !ansi {
+        access_line::install(writer, json);
+    }
     Ok(guard)
 }
 
@@ -75,17 +80,28 @@ const UPDATE_CHECK_PATH: &str = "/v1/firmware/check";
 
 /// The one line of a request the proxy forwarded (see `startup::forward_proxied`): the fields of
 /// the request span and its closing line, without the span.
+/// Written by [`access_line`] when it can, in the same bytes.
 pub fn log_forwarded<B>(response: &ServiceResponse<B>) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     let request = response.request();
     let extensions = request.extensions();
-    let request_id = extensions.get::<RequestId>().map_or("", |r| r.0.as_str());
-    tracing::info!(
-        %request_id,
-        method = %request.method(),
-        path = %request.path(),
-        status = response.status().as_u16(),
-        "request finished"
-    );
+    let fields = access_line::AccessFields {
+        request_id: extensions.get::<RequestId>().map_or("", |r| r.0.as_str()),
+        method: request.method().as_str(),
+        path: request.path(),
+        status: response.status().as_u16(),
+    };
+    if !access_line::write(&fields) {
+        tracing::info!(
+            request_id = %fields.request_id,
+            method = %fields.method,
+            path = %fields.path,
+            status = fields.status,
+            "request finished"
+        );
+    }
 }
 
 /// The root span of each request, named after our request id rather than tracing-actix-web's.

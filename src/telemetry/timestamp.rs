@@ -24,7 +24,7 @@ impl FormatTime for UtcMicros {
     }
 }
 
-fn write_timestamp(w: &mut impl fmt::Write, second: u64, micros: u32) -> fmt::Result {
+pub(super) fn write_timestamp(w: &mut impl fmt::Write, second: u64, micros: u32) -> fmt::Result {
     SECOND.with_borrow_mut(|(cached, text)| {
         if *cached != second {
             let time = i64::try_from(second).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0));

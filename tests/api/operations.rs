@@ -130,6 +130,8 @@ async fn logs_are_json_carry_the_request_id_and_never_contain_tokens() {
         .await
         .unwrap();
     client.get(format!("{base}/v1/firmware/{id}/download")).bearer_auth(&user).send().await.unwrap();
+    // Forwarded (here: 503, no upstream is configured), logged by the proxy's own line writer.
+    client.get(format!("{base}/v1/user?q=%22x%22")).header("x-request-id", "proxied-1").send().await.unwrap();
     client.get(format!("{base}/v1/admin/firmware")).bearer_auth(format!("{user}x")).send().await.unwrap();
     // A graceful stop (SIGTERM), as an orchestrator does: the log writer's queue is written out.
     let stopped = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -160,6 +162,23 @@ async fn logs_are_json_carry_the_request_id_and_never_contain_tokens() {
     assert_eq!(
         (check_lines[0]["status"].as_u64(), check_lines[0]["request_id"].as_str()),
         (Some(400), Some("bad-check-1"))
+    );
+    let proxied: Vec<Value> = request_lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["request_id"] == "proxied-1")
+        .collect();
+    assert_eq!(
+        proxied,
+        vec![json!({
+            "timestamp": proxied.first().map(|l| l["timestamp"].clone()),
+            "level": "INFO",
+            "message": "request finished",
+            "request_id": "proxied-1",
+            "method": "GET",
+            "path": "/v1/user",
+            "status": 503,
+        })]
     );
     let upload_lines: Vec<&String> =
         logged.iter().filter(|l| l.contains(id) && l.contains("upload")).collect();
