@@ -150,8 +150,8 @@ async fn fallback(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError>
     Err(ApiError::NotFound(format!("Cannot {} {}", req.method(), req.path())))
 }
 
-/// Marks a response whose body must reach the client untouched even if it is an error
-/// (the proxy's upstream answers).
+/// Marks a request whose response must reach the client untouched even if it is an error: the
+/// upstream answered it (set on the request, whose extensions exist already, not the response).
 #[derive(Debug, Clone, Copy)]
 pub struct PassThrough;
 
@@ -164,27 +164,29 @@ async fn request_context(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let request_id =
         RequestId::from_header(req.headers().get(&REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()));
-    req.extensions_mut().insert(request_id.clone());
-    let method = req.method().clone();
-    let path = req.path().to_owned();
+    // The response's `x-request-id`, made before the id moves into the request's extensions.
+    let stamp = HeaderValue::from_str(&request_id.0).ok();
+    req.extensions_mut().insert(request_id);
     let started = std::time::Instant::now();
     // Handler and extractor errors arrive as responses carrying the error; an `Err` here could
     // only come from inner middleware, and actix renders it itself.
     let mut response = next.call(req).await?.map_into_boxed_body();
     let status = response.status();
-    let forwarded = response.response().extensions().get::<PassThrough>().is_some();
-    if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
+    let request = response.request();
+    let forwarded = request.extensions().get::<PassThrough>().is_some();
+    if let Some(state) = request.app_data::<web::Data<AppState>>() {
         // The route pattern, never the raw path: ids would make every request its own series.
         // Forwarded requests are counted as one route here (and by tag in the proxy's metrics).
         let route = match forwarded {
             true => "proxy".into(),
-            false => response.request().match_pattern().unwrap_or_else(|| "unmatched".into()),
+            false => request.match_pattern().unwrap_or_else(|| "unmatched".into()),
         };
-        let labels = [method.as_str(), route.as_str()];
+        let labels = [request.method().as_str(), route.as_str()];
         state.metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
         state.metrics.http_requests.with_label_values(&[labels[0], labels[1], status.as_str()]).inc();
     }
     if status.as_u16() >= 400 && !forwarded {
+        let (method, path) = (request.method().clone(), request.path().to_owned());
         let api_error = response.response().error().and_then(|e| e.as_error::<ApiError>());
         let messages = match (api_error, response.response().error()) {
             (Some(api), _) => api.messages(),
@@ -194,7 +196,9 @@ async fn request_context(
         };
         if status.is_server_error() {
             let detail = response.response().error().map(|e| format!("{e:?}")).unwrap_or_default();
-            tracing::error!(request_id = %request_id.0, %status, error = %detail, "request failed");
+            let extensions = request.extensions();
+            let request_id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
+            tracing::error!(%request_id, %status, error = %detail, "request failed");
         }
         let body = ErrorBody::new(status, messages, &path);
         let mut rebuilt = HttpResponse::build(status);
@@ -206,7 +210,7 @@ async fn request_context(
         let rebuilt = rebuilt.json(body);
         response = response.into_response(rebuilt);
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+    if let Some(value) = stamp {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     Ok(response)

@@ -308,7 +308,7 @@ impl Forwarder {
                 self.proxy.metrics.record(tag, Outcome::Answered(answer.status()));
                 if let Some(length) = small_body(&answer, req.method()) {
                     return match tokio::time::timeout(timeout, answer.body().limit(length)).await {
-                        Ok(Ok(body)) if body.len() == length => Ok(pass_back(&answer).body(body)),
+                        Ok(Ok(body)) if body.len() == length => Ok(pass_back(&req, &answer).body(body)),
                         // awc ends a body at the connection's close even when it is short.
                         Ok(Ok(body)) => {
                             let detail =
@@ -319,7 +319,7 @@ impl Forwarder {
                         Err(_) => Err(failed(Outcome::BodyFailed, gateway_timeout(), &"body: idle timeout")),
                     };
                 }
-                Ok(stream_back(answer, timeout, tag, request_id, self.proxy.metrics.clone()))
+                Ok(stream_back(&req, answer, timeout, tag, request_id, self.proxy.metrics.clone()))
             }
             Err(e) => {
                 let (outcome, error) = classify(&e, progress.failure(), limit);
@@ -388,18 +388,20 @@ fn content_length(answer: &awc::ClientResponse) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Our response's head: the upstream's status and end-to-end headers, marked [`PassThrough`].
-fn pass_back(answer: &awc::ClientResponse) -> actix_web::HttpResponseBuilder {
+/// Our response's head: the upstream's status and end-to-end headers; the request is marked
+/// [`PassThrough`].
+fn pass_back(req: &HttpRequest, answer: &awc::ClientResponse) -> actix_web::HttpResponseBuilder {
+    req.extensions_mut().insert(PassThrough);
     let mut response = HttpResponse::build(answer.status());
     for (name, value) in headers::end_to_end(answer.headers(), &[]) {
         response.append_header((name.clone(), value.clone()));
     }
-    response.extensions_mut().insert(PassThrough);
     response
 }
 
 /// The upstream's status, end-to-end headers and streamed body, as our response.
 fn stream_back(
+    req: &HttpRequest,
     mut answer: awc::ClientResponse,
     idle: Duration,
     tag: &str,
@@ -407,7 +409,7 @@ fn stream_back(
     metrics: ProxyMetrics,
 ) -> HttpResponse {
     let status = answer.status();
-    let mut response = pass_back(&answer);
+    let mut response = pass_back(req, &answer);
     let length = content_length(&answer);
     let body = ResponseBody::new(answer.take_payload(), idle, tag.to_owned(), request_id, metrics);
     if bodiless(status) {
