@@ -44,11 +44,14 @@ pub struct AccessFields<'a> {
     pub status: u16,
 }
 
-/// Writes the `INFO request finished` line of `fields`; `false` if no plain writer is installed
-/// and the caller must log through `tracing`.
-pub fn write(fields: &AccessFields<'_>) -> bool {
+/// Logs the `INFO request finished` line of `fields`: straight into the buffer when a plain
+/// writer is installed, else through `tracing` (colours, or no subscriber set up by us).
+pub fn log(fields: &AccessFields<'_>) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return; // `RUST_LOG` or `log.level` turned it off
+    }
     let Some(log) = ACCESS_LOG.get() else {
-        return false;
+        return through_tracing(fields);
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     LINE.with_borrow_mut(|line| {
@@ -57,7 +60,17 @@ pub fn write(fields: &AccessFields<'_>) -> bool {
         // Writing into the buffer cannot fail; a full buffer is written out by this thread.
         let _ = log.writer.clone().write_all(line.as_bytes());
     });
-    true
+}
+
+/// The same line as an event, for the subscriber's formatter.
+fn through_tracing(fields: &AccessFields<'_>) {
+    tracing::info!(
+        request_id = %fields.request_id,
+        method = %fields.method,
+        path = %fields.path,
+        status = fields.status,
+        "request finished"
+    );
 }
 
 fn format_line(line: &mut String, json: bool, second: u64, micros: u32, fields: &AccessFields<'_>) {
@@ -120,54 +133,27 @@ fn push_json_string(line: &mut String, value: &str) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::fmt::MakeWriter;
-
+    use super::super::batched_writer::tests::Captured;
     use super::*;
 
     /// What tracing-subscriber's formatter writes for the same event, with the same settings
     /// `telemetry::init` uses, so the fast line cannot drift from the formatter's.
     fn formatter_line(json: bool, fields: &AccessFields<'_>) -> String {
-        #[derive(Clone, Default)]
-        struct Captured(Arc<Mutex<Vec<u8>>>);
-        impl Write for Captured {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        impl<'a> MakeWriter<'a> for Captured {
-            type Writer = Captured;
-            fn make_writer(&'a self) -> Self::Writer {
-                self.clone()
-            }
-        }
-        let captured = Captured::default();
+        let output = Captured::default();
+        let (writer, guard) = BatchedWriter::spawn(output.clone()).unwrap();
         let builder = tracing_subscriber::fmt()
             .with_target(false)
             .with_timer(super::super::timestamp::UtcMicros)
             .with_ansi(false)
-            .with_writer(captured.clone());
-        let event = || {
-            tracing::info!(
-                request_id = %fields.request_id,
-                method = %fields.method,
-                path = %fields.path,
-                status = fields.status,
-                "request finished"
-            )
-        };
+            .with_writer(writer);
         if json {
             let subscriber = builder.json().flatten_event(true).with_current_span(true).finish();
-            tracing::subscriber::with_default(subscriber, event);
+            tracing::subscriber::with_default(subscriber, || through_tracing(fields));
         } else {
-            tracing::subscriber::with_default(builder.compact().finish(), event);
+            tracing::subscriber::with_default(builder.compact().finish(), || through_tracing(fields));
         }
-        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+        drop(guard); // writes the line out
+        String::from_utf8(output.0.lock().unwrap().clone()).unwrap()
     }
 
     fn fast_line(json: bool, fields: &AccessFields<'_>) -> String {

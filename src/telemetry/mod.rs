@@ -79,29 +79,16 @@ impl RequestId {
 const UPDATE_CHECK_PATH: &str = "/v1/firmware/check";
 
 /// The one line of a request the proxy forwarded (see `startup::forward_proxied`): the fields of
-/// the request span and its closing line, without the span.
-/// Written by [`access_line`] when it can, in the same bytes.
+/// the request span and its closing line, without the span, written by [`access_line`].
 pub fn log_forwarded<B>(response: &ServiceResponse<B>) {
-    if !tracing::enabled!(tracing::Level::INFO) {
-        return;
-    }
     let request = response.request();
     let extensions = request.extensions();
-    let fields = access_line::AccessFields {
+    access_line::log(&access_line::AccessFields {
         request_id: extensions.get::<RequestId>().map_or("", |r| r.0.as_str()),
         method: request.method().as_str(),
         path: request.path(),
         status: response.status().as_u16(),
-    };
-    if !access_line::write(&fields) {
-        tracing::info!(
-            request_id = %fields.request_id,
-            method = %fields.method,
-            path = %fields.path,
-            status = fields.status,
-            "request finished"
-        );
-    }
+    });
 }
 
 /// The root span of each request, named after our request id rather than tracing-actix-web's.
