@@ -8,7 +8,8 @@
 //! which cannot hold spaces or control characters) and only JSON's in the other.
 //!
 //! Only when the subscriber writes plain text (no colours: a terminal gets the formatter's own
-//! line) and only if the event is enabled: `RUST_LOG` still decides.
+//! line) and only if the event is enabled: `RUST_LOG` still decides. The line has no span
+//! fields because the proxy logs it outside any span (before tracing-actix-web's request span).
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -31,7 +32,7 @@ thread_local! {
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Makes [`write`] write to `writer` from now on (the first call wins, as the subscriber's does).
+/// Makes [`log`] write to `writer` from now on (the first call wins, as the subscriber's does).
 pub(super) fn install(writer: BatchedWriter, json: bool) {
     let _ = ACCESS_LOG.set(AccessLog { writer, json });
 }

@@ -154,5 +154,9 @@ async fn a_minute_of_mixed_traffic_with_a_rollout_advancing_gives_no_5xx_and_cou
     );
     assert!(view["stage"].as_i64().unwrap() >= 1, "the rollout advanced underneath: {view}");
     assert_eq!(view["chain_valid"], true);
-    assert!(growth_mib < 64, "memory grew by {growth_mib} MiB");
+    // Bounded, not leaking: a leak of even 1 KiB per request would pass 128 MiB within this
+    // run. The level depends on the machine: 12 MiB at 3,800 requests/s on one, 54 to 65 MiB
+    // at 5,100 to 5,400/s on a faster one (this debug build, on the code before and after the
+    // sixth session alike; RELIABILITY.md), most of it buffers of downloads in flight.
+    assert!(growth_mib < 128, "memory grew by {growth_mib} MiB");
 }
