@@ -186,13 +186,13 @@ async fn request_context(
         state.metrics.http_requests.with_label_values(&[labels[0], labels[1], status.as_str()]).inc();
     }
     if status.as_u16() >= 400 && !forwarded {
-        let (method, path) = (request.method().clone(), request.path().to_owned());
+        let (method, path) = (request.method(), request.path());
         let api_error = response.response().error().and_then(|e| e.as_error::<ApiError>());
         let messages = match (api_error, response.response().error()) {
             (Some(api), _) => api.messages(),
             _ if status.is_server_error() => vec!["Internal server error".into()],
             (None, Some(other)) => vec![other.to_string()],
-            (None, None) => vec![default_message(status, &method, &path)],
+            (None, None) => vec![default_message(status, method, path)],
         };
         if status.is_server_error() {
             let detail = response.response().error().map(|e| format!("{e:?}")).unwrap_or_default();
@@ -200,7 +200,7 @@ async fn request_context(
             let request_id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
             tracing::error!(%request_id, %status, error = %detail, "request failed");
         }
-        let body = ErrorBody::new(status, messages, &path);
+        let body = ErrorBody::new(status, messages, path);
         let mut rebuilt = HttpResponse::build(status);
         for (name, value) in response.headers() {
             if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
