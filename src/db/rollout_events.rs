@@ -1,46 +1,21 @@
-//! The append-only, hash-chained audit trail of each rollout.
-//!
-//! `hash = hex(sha256(prev_hash ‖ canonical_json(event)))`, where `prev_hash` is the previous
-//! link's hash as 64 hex characters (64 zeros for the first) and `event` is
-//! `{rollout_id, seq, actor, kind, detail, created_at}`. Anyone holding the events can recompute
-//! the chain; [`verify_chain`] finds the first edited, reordered or missing link.
+//! The append-only, hash-chained audit trail of each rollout. The chain's rule lives in
+//! `signing::event_hash`; [`verify_chain`] finds the first edited, reordered or missing link.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::entities::{rollout, rollout_event};
-use crate::signing::canonical_json;
+pub use crate::signing::GENESIS_HASH;
+use crate::signing::{ChainEvent, event_hash};
 
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-fn event_json(
-    rollout_id: Uuid,
-    seq: i32,
-    actor: &str,
-    kind: &str,
-    detail: &Value,
-    at: DateTime<Utc>,
-) -> Value {
-    json!({
-        "rollout_id": rollout_id.to_string(),
-        "seq": seq,
-        "actor": actor,
-        "kind": kind,
-        "detail": detail,
-        "created_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    })
+fn chain_hash(prev_hash: &str, event: &ChainEvent<'_>) -> Result<String, DbErr> {
+    event_hash(prev_hash, event).map_err(|e| DbErr::Custom(format!("event detail: {e}")))
 }
 
-fn chain_hash(prev_hash: &str, event: &Value) -> Result<String, DbErr> {
-    let body = canonical_json(event).map_err(|e| DbErr::Custom(format!("event detail: {e}")))?;
-    Ok(hex::encode(Sha256::new().chain_update(prev_hash.as_bytes()).chain_update(body).finalize()))
-}
-
-/// Appends one event. Call in the transaction that changed the rollout, after updating its row,
-/// so that the row lock serialises concurrent appends.
+/// Appends one event. Call in the transaction that changed the rollout, holding its row lock
+/// (`services::rollouts::lock`), which serialises concurrent appends.
 pub async fn append(
     db: &impl ConnectionTrait,
     rollout_id: Uuid,
@@ -60,7 +35,18 @@ pub async fn append(
     };
     // Stored timestamps keep milliseconds on every database, so the hash can be recomputed.
     let at = now.trunc_subsecs(3);
-    let hash = chain_hash(&prev_hash, &event_json(rollout_id, seq, actor, kind, &detail, at))?;
+    let id = rollout_id.to_string();
+    let event = ChainEvent { rollout_id: &id, seq, actor, kind, detail: &detail, created_at: at };
+    let hash = chain_hash(&prev_hash, &event)?;
+    // The anchor is moved before the event is inserted: the insert's foreign-key check shares a
+    // lock on the rollout row, and on PostgreSQL an UPDATE of that row after it, while another
+    // transaction queues for the row (`FOR UPDATE`), deadlocks with that transaction.
+    rollout::Entity::update_many()
+        .col_expr(rollout::Column::EventCount, sea_orm::sea_query::Expr::value(seq))
+        .col_expr(rollout::Column::ChainHead, sea_orm::sea_query::Expr::value(hash.clone()))
+        .filter(rollout::Column::Id.eq(rollout_id))
+        .exec(db)
+        .await?;
     let model = rollout_event::ActiveModel {
         rollout_id: Set(rollout_id),
         seq: Set(seq),
@@ -73,12 +59,6 @@ pub async fn append(
         ..Default::default()
     };
     let event = rollout_event::Entity::insert(model).exec_with_returning(db).await?;
-    rollout::Entity::update_many()
-        .col_expr(rollout::Column::EventCount, sea_orm::sea_query::Expr::value(event.seq))
-        .col_expr(rollout::Column::ChainHead, sea_orm::sea_query::Expr::value(event.hash.clone()))
-        .filter(rollout::Column::Id.eq(rollout_id))
-        .exec(db)
-        .await?;
     Ok(event)
 }
 
@@ -116,15 +96,16 @@ pub fn verify_chain(events: &[rollout_event::Model], anchor: &rollout::Model) ->
         if event.prev_hash != prev_hash {
             return Err(ChainError::BrokenLink(event.seq));
         }
-        let body = event_json(
-            event.rollout_id,
-            event.seq,
-            &event.actor,
-            &event.kind,
-            &event.detail,
-            event.created_at,
-        );
-        if chain_hash(&prev_hash, &body).ok().as_deref() != Some(event.hash.as_str()) {
+        let id = event.rollout_id.to_string();
+        let link = ChainEvent {
+            rollout_id: &id,
+            seq: event.seq,
+            actor: &event.actor,
+            kind: &event.kind,
+            detail: &event.detail,
+            created_at: event.created_at,
+        };
+        if chain_hash(&prev_hash, &link).ok().as_deref() != Some(event.hash.as_str()) {
             return Err(ChainError::Altered(event.seq));
         }
         prev_hash = event.hash.clone();
