@@ -47,7 +47,15 @@ impl Stages {
             if !(stage.percent > 0.0 && stage.percent <= 100.0) {
                 return Err(ParseError(format!("stage {i}: percent must be above 0 and at most 100")));
             }
+            // Validated as stored: a share that rounds to no basis point would admit no one
+            // and could never be read back as a stage.
             let basis_points = (stage.percent * 100.0).round() as u32;
+            if basis_points == 0 {
+                return Err(ParseError(format!(
+                    "stage {i}: percent {} rounds to 0 basis points; the smallest share is 0.01",
+                    stage.percent
+                )));
+            }
             if stages.last().is_some_and(|prev: &Stage| prev.basis_points >= basis_points) {
                 return Err(ParseError(format!("stage {i}: percents must be strictly increasing")));
             }
@@ -195,15 +203,22 @@ impl Position {
 
 /// What `command` does to a rollout at `at`, or why it cannot: pause only an active rollout;
 /// resume a paused or halted one (an admin who judged the failures unrelated); advance an active
-/// or paused one (past the last stage it completes); abort anything not already aborted.
+/// or paused one (past the last stage it completes); abort a live one. `completed` and `aborted`
+/// are final.
 pub fn apply(command: Command, at: Position, stage_count: usize) -> Result<Position, String> {
     use RolloutState::*;
     let to = match (command, at.state) {
         (Command::Pause, Active) => Position { state: Paused, ..at },
         (Command::Resume, Paused | Halted) => Position { state: Active, ..at },
         (Command::Advance, Active | Paused) => at.advanced(stage_count),
-        (Command::Abort, Active | Paused | Halted | Completed) => Position { state: Aborted, ..at },
-        (command, state) => return Err(format!("cannot {} a rollout that is {state}", command.verb())),
+        (Command::Abort, Active | Paused | Halted) => Position { state: Aborted, ..at },
+        (command, state) => {
+            return Err(format!(
+                "cannot {} a rollout that is {state} (at stage {})",
+                command.verb(),
+                at.stage
+            ));
+        }
     };
     Ok(to)
 }
@@ -295,6 +310,11 @@ mod tests {
         assert!(stages(&[(10.0, 0), (50.0, 0)]).is_err());
         assert!(stages(&[(0.0, 0), (100.0, 0)]).is_err());
         assert!(stages(&[(150.0, 0)]).is_err());
+        assert!(stages(&[(0.001, 0), (100.0, 0)]).is_err(), "rounds to 0 basis points");
+        assert!(stages(&[(0.004, 0), (100.0, 0)]).is_err(), "rounds to 0 basis points");
+        assert!(stages(&[(0.006, 0), (100.0, 0)]).is_ok(), "rounds to 1 basis point");
+        assert!(stages(&[(1.001, 0), (1.004, 0), (100.0, 0)]).is_err(), "equal after rounding");
+        assert!(stages(&[(f64::NAN, 0), (100.0, 0)]).is_err());
     }
 
     fn at(state: RolloutState, stage: usize) -> Position {
@@ -311,8 +331,11 @@ mod tests {
         assert_eq!(apply(Command::Advance, at(Active, 1), 3), Ok(at(Active, 2)));
         assert_eq!(apply(Command::Advance, at(Active, 2), 3), Ok(at(Completed, 2)));
         assert!(apply(Command::Advance, at(Halted, 1), 3).is_err());
-        assert_eq!(apply(Command::Abort, at(Completed, 2), 3), Ok(at(Aborted, 2)));
-        assert!(apply(Command::Abort, at(Aborted, 2), 3).is_err());
+        assert_eq!(apply(Command::Abort, at(Halted, 2), 3), Ok(at(Aborted, 2)));
+        for command in [Command::Pause, Command::Resume, Command::Advance, Command::Abort] {
+            assert!(apply(command, at(Completed, 2), 3).is_err(), "completed is final");
+            assert!(apply(command, at(Aborted, 2), 3).is_err(), "aborted is final");
+        }
     }
 
     #[test]
