@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use sea_orm::sea_query::LockType;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     Set,
@@ -38,6 +39,16 @@ async fn with_hardware(db: &impl ConnectionTrait, rows: Vec<firmware::Model>) ->
 
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Release>, DbErr> {
     let Some(row) = firmware::Entity::find_by_id(id).one(db).await? else {
+        return Ok(None);
+    };
+    Ok(with_hardware(db, vec![row]).await?.pop())
+}
+
+/// A release, its row locked until the transaction ends (`FOR NO KEY UPDATE` on PostgreSQL, see
+/// `services::rollouts::lock`; SQLite serialises write transactions): publish and revoke of one
+/// release take turns, so a publish never lands on a release revoked meanwhile.
+pub async fn lock(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Release>, DbErr> {
+    let Some(row) = firmware::Entity::find_by_id(id).lock(LockType::NoKeyUpdate).one(db).await? else {
         return Ok(None);
     };
     Ok(with_hardware(db, vec![row]).await?.pop())

@@ -1,7 +1,7 @@
 //! Release management: list, read, edit, delete drafts, publish to a channel, revoke.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, SqlErr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -9,10 +9,11 @@ use crate::db::entities::{firmware, rollout};
 use crate::db::firmware::{ListFilter, Release};
 use crate::db::{self, rollout_events};
 use crate::domain::rollout::{RolloutState, StageInput, Stages};
-use crate::domain::{Channel, FirmwareState, Version};
+use crate::domain::{Channel, FirmwareState, Sha256Digest, Version};
 use crate::error::ApiError;
 use crate::services::rollouts::{self, RolloutView};
 use crate::state::AppState;
+use crate::storage::ObjectKey;
 
 /// A release as the admin API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -213,9 +214,15 @@ pub async fn publish(
         i64::try_from(min_reports).map_err(|_| ApiError::field("min_reports", "is too large"))?;
 
     let txn = crate::db::begin_write(&state.db).await?;
-    let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
+    let release = db::firmware::lock(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state == FirmwareState::Revoked.as_str() {
         return Err(ApiError::Conflict(format!("firmware {id} is revoked and cannot be published")));
+    }
+    let digest = Sha256Digest::parse(&release.row.sha256).map_err(ApiError::internal)?;
+    if state.store.size(&ObjectKey::Firmware(digest)).await?.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "firmware {id}: its image is missing from blob storage; upload it again"
+        )));
     }
     if let Some(existing) = rollouts::on_channel(&txn, id, channel.as_str()).await? {
         return Err(ApiError::Conflict(format!(
@@ -248,7 +255,13 @@ pub async fn publish(
         event_count: 0,
         chain_head: String::new(),
     };
-    rollout::ActiveModel::from(rollout.clone()).insert(&txn).await?;
+    // The database holds the rule too: one live rollout per (release, channel).
+    rollout::ActiveModel::from(rollout.clone()).insert(&txn).await.map_err(|e| match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            ApiError::Conflict(format!("firmware {id} already has a live rollout on channel {channel}"))
+        }
+        _ => e.into(),
+    })?;
     let detail = serde_json::json!({
         "firmware_id": id.to_string(),
         "version": release.row.version,
@@ -282,7 +295,7 @@ pub async fn revoke(
         return Err(ApiError::field("reason", "must be 1 to 1000 characters"));
     }
     let txn = crate::db::begin_write(&state.db).await?;
-    let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
+    let release = db::firmware::lock(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state == FirmwareState::Revoked.as_str() {
         return Err(ApiError::Conflict(format!("firmware {id} is already revoked")));
     }

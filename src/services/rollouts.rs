@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::LockType;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
     QueryOrder, QuerySelect, Set,
@@ -63,6 +64,9 @@ pub struct RolloutView {
     /// `failed / (installed + failed)`, or null before any outcome.
     pub failure_rate: Option<f64>,
     pub chain_valid: bool,
+    /// Why this rollout cannot be evaluated (stored data it cannot read), if it cannot: the
+    /// engine skips it and leaves it where it is; pause and abort still work.
+    pub problem: Option<String>,
     pub events: Vec<EventView>,
     pub created_by: String,
     pub stage_started_at: DateTime<Utc>,
@@ -107,12 +111,28 @@ pub fn failure_rate(counts: &BTreeMap<String, u64>) -> Option<f64> {
     (outcomes > 0).then(|| failed as f64 / outcomes as f64)
 }
 
+fn rollout_not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("rollout {id} not found"))
+}
+
 /// A rollout row, or 404.
 async fn load(db: &impl ConnectionTrait, id: Uuid) -> Result<rollout::Model, ApiError> {
-    rollout::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("rollout {id} not found")))
+    rollout::Entity::find_by_id(id).one(db).await?.ok_or_else(|| rollout_not_found(id))
+}
+
+/// A rollout row, locked until the transaction ends (`SELECT ... FOR NO KEY UPDATE` on
+/// PostgreSQL; SQLite's write transactions are serialised already): every transition is decided
+/// on the latest committed state, and a concurrent one waits and then decides on this one's
+/// result. `NO KEY UPDATE`, the lock an UPDATE itself takes, excludes every other transition but
+/// not the foreign-key checks of rows that point at this one (events, reports), which `FOR UPDATE`
+/// would block and turn into deadlocks.
+pub async fn lock(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<rollout::Model>, DbErr> {
+    rollout::Entity::find_by_id(id).lock(LockType::NoKeyUpdate).one(db).await
+}
+
+/// Why a rollout's stored stages cannot be read, if they cannot.
+pub fn problem(row: &rollout::Model) -> Option<String> {
+    Stages::from_json(&row.stages).err().map(|e| format!("cannot be evaluated: {e}"))
 }
 
 pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
@@ -137,6 +157,7 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
         failure_rate: failure_rate(&counts),
         counts,
         chain_valid: rollout_events::verify_chain(&events, &row).is_ok(),
+        problem: problem(&row),
         events: events.into_iter().map(EventView::from).collect(),
         created_by: row.created_by.clone(),
         stage_started_at: row.stage_started_at,
@@ -159,7 +180,8 @@ pub async fn on_channel(
         .await
 }
 
-/// A release's rollouts that are still active, paused or halted.
+/// A release's rollouts that are still active, paused or halted, locked (in id order, so two
+/// callers cannot deadlock) until the transaction ends.
 pub async fn live_for_firmware(
     db: &impl ConnectionTrait,
     firmware_id: Uuid,
@@ -168,6 +190,8 @@ pub async fn live_for_firmware(
     rollout::Entity::find()
         .filter(rollout::Column::FirmwareId.eq(firmware_id))
         .filter(rollout::Column::State.is_in(live))
+        .order_by_asc(rollout::Column::Id)
+        .lock(LockType::NoKeyUpdate)
         .all(db)
         .await
 }
@@ -235,9 +259,18 @@ pub async fn control(
     actor: &str,
 ) -> Result<RolloutView, ApiError> {
     let txn = crate::db::begin_write(&state.db).await?;
-    let row = load(&txn, id).await?;
-    let stages = Stages::from_json(&row.stages).map_err(ApiError::internal)?;
-    let to = apply(command, position(&row)?, stages.as_slice().len()).map_err(ApiError::Conflict)?;
+    let row = lock(&txn, id).await?.ok_or_else(|| rollout_not_found(id))?;
+    // Only advancing needs the plan: a rollout whose stages cannot be read can still be paused
+    // or aborted, which is what an admin wants of it.
+    let stage_count = match (Stages::from_json(&row.stages), command) {
+        (Ok(stages), _) => stages.as_slice().len(),
+        (Err(e), Command::Advance) => {
+            return Err(ApiError::Conflict(format!("rollout {id} cannot advance: {e}")));
+        }
+        (Err(_), _) => 0,
+    };
+    let to = apply(command, position(&row)?, stage_count)
+        .map_err(|e| ApiError::Conflict(format!("rollout {id}: {e}")))?;
     let kind = if to.state == RolloutState::Completed { "completed" } else { command.event_kind() };
     let firmware_id = row.firmware_id;
     move_to(&txn, row, to, actor, kind, json!({}), Utc::now()).await?;
@@ -299,7 +332,8 @@ pub struct Preview {
 /// A dry run: how many known devices of the release's hardware each stage would admit.
 pub async fn preview(state: &AppState, id: Uuid) -> Result<Preview, ApiError> {
     let row = load(&state.db, id).await?;
-    let stages = Stages::from_json(&row.stages).map_err(ApiError::internal)?;
+    let stages =
+        Stages::from_json(&row.stages).map_err(|e| ApiError::Conflict(format!("rollout {id}: {e}")))?;
     let salt = hex::decode(&row.salt).map_err(ApiError::internal)?;
     let hardware =
         crate::db::firmware::find(&state.db, row.firmware_id).await?.map(|r| r.hardware).unwrap_or_default();
