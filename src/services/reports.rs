@@ -6,8 +6,9 @@
 //! Repeating the latest status is a no-op (idempotent); anything else is 409.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::LockType;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -123,62 +124,87 @@ pub async fn record(
     };
 
     let now = Utc::now();
-    let previous =
-        device_report::Entity::find_by_id((request.device_id.to_string(), firmware_id)).one(&txn).await?;
-    let report = match previous {
-        Some(previous) => {
-            let from = ReportStatus::parse(&previous.status).map_err(ApiError::internal)?;
-            match transition_allowed(from, status) {
-                None if previous.error == error => return Ok(previous.into()),
-                None | Some(true) => {
-                    if let Some(rollout_id) = previous.rollout_id
-                        && from != status
-                    {
-                        count_moves(&txn, rollout_id, &[(from, -1), (status, 1)]).await?;
-                    }
-                    let count = previous.report_count + 1;
-                    let mut row = previous.into_active_model();
-                    row.status = Set(status.as_str().to_owned());
-                    row.error = Set(error);
-                    row.report_count = Set(count);
-                    row.updated_at = Set(now);
-                    row.update(&txn).await?
-                }
-                Some(false) => {
-                    return Err(ApiError::Conflict(format!(
-                        "status: cannot go from {from} to {status} (device {} on firmware {firmware_id})",
-                        request.device_id
-                    )));
-                }
-            }
-        }
-        None => {
-            let rollout_id = attributed_rollout(state, &txn, firmware_id, &request).await?;
+    let key = (request.device_id.to_string(), firmware_id);
+    // The device's row for this release, locked until the end of the transaction, so that two
+    // reports for one device take turns: each moves the counters from the status the other left.
+    // A first report inserts it; when another first report inserted it meanwhile, this one waits
+    // for it (the insert's conflict check does) and then updates it as any later report.
+    let mut previous =
+        device_report::Entity::find_by_id(key.clone()).lock(LockType::NoKeyUpdate).one(&txn).await?;
+    if previous.is_none() {
+        let rollout_id = attributed_rollout(state, &txn, firmware_id, &request).await?;
+        let row = device_report::Model {
+            device_id: key.0.clone(),
+            firmware_id,
+            rollout_id,
+            status: status.as_str().to_owned(),
+            error: error.clone(),
+            from_version: request.from_version.as_ref().map(|v| v.to_string()),
+            report_count: 1,
+            first_reported_at: now,
+            updated_at: now,
+        };
+        let inserted = device_report::Entity::insert(device_report::ActiveModel::from(row.clone()))
+            .on_conflict(
+                OnConflict::columns([device_report::Column::DeviceId, device_report::Column::FirmwareId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        if inserted == 1 {
             if let Some(rollout_id) = rollout_id {
                 count_moves(&txn, rollout_id, &[(status, 1)]).await?;
             }
-            let row = device_report::Model {
-                device_id: request.device_id.to_string(),
-                firmware_id,
-                rollout_id,
-                status: status.as_str().to_owned(),
-                error,
-                from_version: request.from_version.as_ref().map(|v| v.to_string()),
-                report_count: 1,
-                first_reported_at: now,
-                updated_at: now,
-            };
-            device_report::ActiveModel::from(row).insert(&txn).await?
+            return finish(txn, &request, &release, &hardware, status, now).await.map(|()| row.into());
+        }
+        previous = device_report::Entity::find_by_id(key).lock(LockType::NoKeyUpdate).one(&txn).await?;
+    }
+    let previous = previous.ok_or_else(|| ApiError::internal(anyhow::anyhow!("device report vanished")))?;
+    let from = ReportStatus::parse(&previous.status).map_err(ApiError::internal)?;
+    let report = match transition_allowed(from, status) {
+        None if previous.error == error => return Ok(previous.into()),
+        None | Some(true) => {
+            if let Some(rollout_id) = previous.rollout_id
+                && from != status
+            {
+                count_moves(&txn, rollout_id, &[(from, -1), (status, 1)]).await?;
+            }
+            let count = previous.report_count + 1;
+            let mut row = previous.into_active_model();
+            row.status = Set(status.as_str().to_owned());
+            row.error = Set(error);
+            row.report_count = Set(count);
+            row.updated_at = Set(now);
+            row.update(&txn).await?
+        }
+        Some(false) => {
+            return Err(ApiError::Conflict(format!(
+                "status: cannot go from {from} to {status} (device {} on firmware {firmware_id})",
+                request.device_id
+            )));
         }
     };
+    finish(txn, &request, &release, &hardware, status, now).await?;
+    Ok(report.into())
+}
 
+/// What every accepted report ends with: what the device said about itself, and the commit.
+async fn finish(
+    txn: sea_orm::DatabaseTransaction,
+    request: &ReportRequest,
+    release: &crate::db::firmware::Release,
+    hardware: &str,
+    status: ReportStatus,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
     let version = match status {
         ReportStatus::Installed => Some(release.row.version.clone()),
         _ => request.from_version.as_ref().map(|v| v.to_string()),
     };
-    upsert_device(&txn, &request.device_id, &hardware, version, request.channel.as_ref(), now).await?;
+    upsert_device(&txn, &request.device_id, hardware, version, request.channel.as_ref(), now).await?;
     txn.commit().await?;
-    Ok(report.into())
+    Ok(())
 }
 
 /// Moves devices between a rollout's per-status counts (`rollout_report_count`), in the report's
