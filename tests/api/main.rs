@@ -10,6 +10,7 @@ mod auth;
 mod authorization;
 mod bad_input;
 mod cli;
+mod concurrency;
 mod config;
 mod device;
 mod errors;

@@ -235,10 +235,6 @@ async fn manual_controls_follow_the_state_machine_and_the_check_honours_every_st
     assert_eq!(control(&app, &r, "resume").await.status(), 200);
     assert_eq!(control(&app, &r, "advance").await.status(), 200);
     assert!(admitted(&app, &fleet).await.iter().all(|x| *x), "100% admits everyone");
-    let completed: Value = control(&app, &r, "advance").await.json().await.unwrap();
-    assert_eq!(completed["state"], "completed");
-    assert!(admitted(&app, &fleet).await.iter().all(|x| *x));
-    assert_eq!(control(&app, &r, "advance").await.status(), 409);
 
     let aborted: Value = control(&app, &r, "abort").await.json().await.unwrap();
     assert_eq!(aborted["state"], "aborted");
@@ -252,7 +248,7 @@ async fn manual_controls_follow_the_state_machine_and_the_check_honours_every_st
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(events, ["created", "paused", "resumed", "advanced", "completed", "aborted"]);
+    assert_eq!(events, ["created", "paused", "resumed", "advanced", "aborted"]);
     assert_eq!(aborted["chain_valid"], true);
 
     let listed: Value = app
@@ -281,6 +277,21 @@ async fn manual_controls_follow_the_state_machine_and_the_check_honours_every_st
         "/v1/admin/rollouts",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_completed_rollout_is_final_and_stays_offered() {
+    let app = spawn_app().await;
+    let (_, r) = staged(&app, json!([{"percent": 50}, {"percent": 100}]), json!({})).await;
+    assert_eq!(control(&app, &r, "advance").await.status(), 200);
+    let completed: Value = control(&app, &r, "advance").await.json().await.unwrap();
+    assert_eq!(completed["state"], "completed");
+    for action in ["advance", "pause", "resume", "abort"] {
+        let path = format!("/v1/admin/rollouts/{}/{action}", r["id"].as_str().unwrap());
+        let body = assert_error_shape(control(&app, &r, action).await, 409, &path).await;
+        assert!(body["message"][0].as_str().unwrap().contains("completed"), "{body}");
+    }
+    assert!(admitted(&app, &devices(50)).await.iter().all(|x| *x), "revoke, not abort, withdraws it");
 }
 
 #[tokio::test]
@@ -398,28 +409,22 @@ async fn the_event_chain_detects_edited_and_deleted_events() {
 }
 
 #[tokio::test]
-async fn only_one_instance_evaluates_rollouts_at_a_time_on_postgresql() {
-    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+async fn ticks_of_two_instances_at_once_move_a_rollout_once() {
     let app = spawn_app().await;
-    staged(&app, json!([{"percent": 10, "min_duration_s": 1}, {"percent": 100}]), json!({})).await;
+    let (_, r) = staged(
+        &app,
+        json!([{"percent": 10, "min_duration_s": 1}, {"percent": 100, "min_duration_s": 60}]),
+        json!({}),
+    )
+    .await;
     let later = Utc::now() + Duration::seconds(5);
-    if app.state.db.get_database_backend() == DatabaseBackend::Postgres {
-        // Another instance holds the tick lock: this one skips its tick.
-        let other = app.state.db.begin().await.unwrap();
-        other
-            .execute_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                format!(
-                    "SELECT pg_advisory_xact_lock({})",
-                    nowatch_ota::services::rollout_engine::TICK_LOCK_KEY
-                ),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(tick(&app.state, later).await.unwrap(), 0);
-        other.rollback().await.unwrap();
-    }
-    assert_eq!(tick(&app.state, later).await.unwrap(), 1);
+    let (a, b) = tokio::join!(tick(&app.state, later), tick(&app.state, later));
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    let view = rollout(&app, &r).await;
+    assert_eq!(view["stage"], 1);
+    let kinds: Vec<&str> =
+        view["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["created", "advanced"]);
 }
 
 #[tokio::test]
@@ -434,7 +439,62 @@ async fn the_migration_that_adds_the_counts_fills_them_from_the_reports_already_
     assert_eq!(before, [1, 0, 0, 2, 1]);
 
     // Back to the schema before the counts existed, then forward again.
-    migration::Migrator::down(&app.state.db, Some(1)).await.unwrap();
+    migration::Migrator::down(&app.state.db, Some(2)).await.unwrap();
     migration::Migrator::up(&app.state.db, None).await.unwrap();
     assert_eq!(counts_of(&rollout(&app, &r).await), before);
+}
+
+#[tokio::test]
+async fn the_migration_to_one_live_rollout_per_channel_aborts_duplicates_and_recounts() {
+    use migration::MigratorTrait;
+    use nowatch_ota::db::entities::{rollout as rollout_row, rollout_report_count};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app().await;
+    let (firmware, r) = staged(&app, json!([{"percent": 100}]), json!({})).await;
+    for (device, status) in [("a", "installed"), ("b", "failed")] {
+        report(&app, &firmware, device, status).await;
+    }
+    // Back to the schema an older version ran, and what its races could leave there: a second
+    // live rollout on the channel and counters that went wrong.
+    migration::Migrator::down(&app.state.db, Some(1)).await.unwrap();
+    let original = uuid::Uuid::parse_str(r["id"].as_str().unwrap()).unwrap();
+    let mut twin = rollout_row::Entity::find_by_id(original).one(&app.state.db).await.unwrap().unwrap();
+    twin.id = uuid::Uuid::new_v4();
+    twin.created_at += Duration::milliseconds(5);
+    twin.event_count = 0;
+    twin.chain_head = String::new();
+    rollout_row::ActiveModel::from(twin.clone()).insert(&app.state.db).await.unwrap();
+    nowatch_ota::db::rollout_events::append(
+        &app.state.db,
+        twin.id,
+        "release-bot",
+        "created",
+        json!({}),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    rollout_report_count::Entity::update_many()
+        .col_expr(rollout_report_count::Column::Devices, sea_orm::sea_query::Expr::value(-3))
+        .filter(rollout_report_count::Column::RolloutId.eq(original))
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+
+    migration::Migrator::up(&app.state.db, None).await.unwrap();
+    let kept = rollout(&app, &r).await;
+    assert_eq!(kept["state"], "active");
+    assert_eq!(counts_of(&kept), [0, 0, 0, 1, 1], "recounted from the reports");
+    let twin = rollout(&app, &json!({"id": twin.id.to_string()})).await;
+    assert_eq!(twin["state"], "aborted");
+    assert_eq!(twin["chain_valid"], true, "{twin}");
+    let last = twin["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((&last["kind"], &last["actor"]), (&json!("aborted"), &json!("migration")));
+    assert!(last["detail"]["reason"].as_str().unwrap().contains(r["id"].as_str().unwrap()), "{last}");
+
+    // From now on the database itself refuses a second live rollout on the channel.
+    let mut third = rollout_row::Entity::find_by_id(original).one(&app.state.db).await.unwrap().unwrap();
+    third.id = uuid::Uuid::new_v4();
+    let refused = rollout_row::ActiveModel::from(third).insert(&app.state.db).await;
+    assert!(refused.is_err(), "the partial unique index holds");
 }
