@@ -327,3 +327,33 @@ async fn hardware_floors_are_read_and_set_by_admins() {
     assert!(error["message"][0].as_str().unwrap().starts_with("hardware"), "{error}");
     assert_error_shape(app.get(path).bearer_auth(app.user_token()).send().await.unwrap(), 403, path).await;
 }
+
+#[tokio::test]
+async fn a_release_whose_image_is_missing_from_storage_is_not_published() {
+    use nowatch_ota::domain::Sha256Digest;
+    use nowatch_ota::storage::ObjectKey;
+    let app = spawn_app().await;
+    let release = upload_ok(&app, "1.0.0", &["nw-s1"], image_bytes(1, 1000)).await;
+    let id = release["id"].as_str().unwrap();
+    let digest = Sha256Digest::parse(release["sha256"].as_str().unwrap()).unwrap();
+    app.state.store.delete(&ObjectKey::Firmware(digest)).await.unwrap();
+    let response = app
+        .post(&format!("/v1/admin/firmware/{id}/publish"))
+        .bearer_auth(app.admin_token())
+        .json(&json!({"channel": "stable"}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error_shape(response, 409, &format!("/v1/admin/firmware/{id}/publish")).await;
+    assert!(body["message"][0].as_str().unwrap().contains("image is missing"), "{body}");
+    let view: Value = app
+        .get(&format!("/v1/admin/firmware/{id}"))
+        .bearer_auth(app.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((&view["state"], &view["channels"]), (&json!("draft"), &json!([])), "nothing half-written");
+}
