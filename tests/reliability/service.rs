@@ -36,6 +36,11 @@ impl Binary {
     pub fn kill9(self) {
         drop(self);
     }
+
+    /// Its log so far (lines still in its 20 ms write buffer are not there yet).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
 }
 
 /// A failing test must not leave the service running, and shows the end of the service's log.
@@ -52,6 +57,28 @@ impl Drop for Binary {
             }
         }
     }
+}
+
+/// The PostgreSQL server of tests that need one whatever the run selects: `TEST_DATABASE_URL`,
+/// else the local one the README's test command starts.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates an empty database on [`postgres_admin_url`]'s server and returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    let admin_url = postgres_admin_url();
+    let name = format!("nwota_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("this test needs PostgreSQL at {admin_url} (TEST_DATABASE_URL): {e}"));
+    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {name}")).await.unwrap();
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
 }
 
 /// Uploads a release to any running service and returns its JSON.
