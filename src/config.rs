@@ -24,6 +24,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub firmware: FirmwareSettings,
     pub rollout: RolloutSettings,
+    pub limits: LimitSettings,
     pub proxy: ProxySettings,
     pub log: LogSettings,
     /// `NOWATCH_OTA_ENV=production` turns on the production guards; not a TOML key.
@@ -107,6 +108,9 @@ pub struct AuthSettings {
     pub admin_flag_claim: String,
     pub roles_claim: String,
     pub public_downloads: bool,
+    /// A claim naming the devices a token may report for (a string or a list); empty: a device
+    /// belongs to the account that first reports it.
+    pub device_claim: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -128,6 +132,8 @@ pub struct FirmwareSettings {
     pub accel_location: String,
     pub poll_after_s: u64,
     pub catalog_refresh_s: u64,
+    /// A device that checks again sooner is answered 429 with `Retry-After`; 0: no limit.
+    pub min_check_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +142,19 @@ pub struct RolloutSettings {
     pub max_failure_rate: f64,
     pub min_reports: u64,
     pub tick_interval_s: u64,
+    /// Devices of one account whose outcomes count towards one rollout's health.
+    pub max_devices_per_owner: u32,
+    /// `failed` reports of one device for one release after which it is no longer offered.
+    pub max_failures_per_device: u32,
+}
+
+/// Per-instance, in-memory request limits; 0 turns one off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub reports_per_account_per_minute: u32,
+    pub reports_per_device_per_minute: u32,
+    pub new_devices_per_account_per_day: u32,
 }
 
 /// The reverse proxy to the full NOWATCH backend (see [`crate::proxy`]).

@@ -71,6 +71,12 @@ pub async fn base_env(dir: &tempfile::TempDir) -> HashMap<String, String> {
     env.insert("NOWATCH_OTA__SERVER__PORT".into(), "0".into());
     env.insert("NOWATCH_OTA__SERVER__WORKERS".into(), "2".into());
     env.insert("NOWATCH_OTA__LOG__LEVEL".into(), "warn".into());
+    // Tests check and report for the same devices many times a second; the tests of the limits
+    // turn them on.
+    env.insert("NOWATCH_OTA__FIRMWARE__MIN_CHECK_INTERVAL_S".into(), "0".into());
+    env.insert("NOWATCH_OTA__LIMITS__REPORTS_PER_ACCOUNT_PER_MINUTE".into(), "0".into());
+    env.insert("NOWATCH_OTA__LIMITS__REPORTS_PER_DEVICE_PER_MINUTE".into(), "0".into());
+    env.insert("NOWATCH_OTA__LIMITS__NEW_DEVICES_PER_ACCOUNT_PER_DAY".into(), "0".into());
     // Tests drive rollout evaluation themselves, with their own clock.
     env.insert("NOWATCH_OTA__ROLLOUT__TICK_INTERVAL_S".into(), "86400".into());
     env.insert("NOWATCH_OTA__STORAGE__FS__ROOT".into(), root.join("blobs").display().to_string());
