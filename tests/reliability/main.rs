@@ -9,7 +9,9 @@
 mod helpers;
 
 mod crash;
+mod database_down;
 mod load;
+mod migrate_race;
 mod postgres_restart;
 mod service;
 mod storage_faults;
