@@ -22,7 +22,7 @@ use futures_util::Stream;
 pub use fs::FsStore;
 pub use key::ObjectKey;
 pub use s3::S3Store;
-pub use stream::HashingCounter;
+pub use stream::{HashingCounter, IdleTimeout};
 
 use crate::config::{StorageBackend, StorageSettings};
 use crate::domain::Sha256Digest;

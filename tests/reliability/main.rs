@@ -10,6 +10,7 @@ mod helpers;
 
 mod crash;
 mod database_down;
+mod idle_bodies;
 mod load;
 mod migrate_race;
 mod postgres_restart;
