@@ -283,9 +283,12 @@ fn spawn_background_tasks(state: web::Data<AppState>) {
             ticker.tick().await;
             match crate::services::sweep::run(&state, ttl).await {
                 Ok(report) if report == Default::default() => {}
-                Ok(report) => {
-                    tracing::info!(staging = report.staging, orphans = report.orphans, "swept storage")
-                }
+                Ok(report) => tracing::info!(
+                    staging = report.staging,
+                    orphans = report.orphans,
+                    multipart = report.multipart,
+                    "swept storage"
+                ),
                 Err(e) => tracing::warn!(error = %e, "storage sweep failed"),
             }
         }
