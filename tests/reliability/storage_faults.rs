@@ -210,8 +210,8 @@ async fn the_s3_server_dying_mid_upload_fails_the_upload_cleanly_and_the_same_up
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(crate::helpers::stored_keys(&app, "").await.is_empty(), "no object the service could serve");
-    // The aborted multipart upload's parts: the abort could not reach S3 (left to the store's
-    // own expiry of incomplete uploads, a lifecycle rule on AWS).
+    // The cut-off upload's parts: the abort could not reach S3; the next sweep retries it
+    // (tests/reliability/multipart_abort.rs checks that they go).
     println!("s3 killed mid-upload: {} parts of the cut-off upload left in S3", pending_parts(s3_dir.path()));
     let (form, _) = streamed_release("3.0.0");
     let response =
