@@ -40,6 +40,8 @@ pub struct ServerSettings {
     pub public_url: String,
     pub max_json_bytes: usize,
     pub workers: usize,
+    /// Seconds in-flight requests get to finish on shutdown (actix's `shutdown_timeout`).
+    pub shutdown_grace_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +49,8 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
+    /// The longest a request waits for a pooled connection before its 503.
+    pub acquire_timeout_s: u64,
     pub run_migrations: bool,
 }
 
@@ -127,6 +131,10 @@ pub enum DownloadMode {
 pub struct FirmwareSettings {
     pub channels: Vec<String>,
     pub max_upload_bytes: u64,
+    /// The longest an upload body may stall before its 408.
+    pub upload_idle_timeout_s: u64,
+    /// The longest a client may leave a response unread before its connection is cut.
+    pub download_idle_timeout_s: u64,
     pub download_mode: DownloadMode,
     /// The internal nginx location that maps to `storage.fs.root` (`download_mode = "accel"`).
     pub accel_location: String,
@@ -297,6 +305,9 @@ impl Settings {
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1");
         }
+        if self.database.acquire_timeout_s == 0 {
+            return fail("database.acquire_timeout_s", "must be at least 1");
+        }
         if self.storage.backend == StorageBackend::S3 {
             if self.storage.s3.bucket.is_empty() {
                 return fail("storage.s3.bucket", "required when storage.backend = \"s3\"");
@@ -340,6 +351,13 @@ impl Settings {
         }
         if self.firmware.max_upload_bytes == 0 {
             return fail("firmware.max_upload_bytes", "must be above 0");
+        }
+        if self.firmware.upload_idle_timeout_s == 0 {
+            return fail("firmware.upload_idle_timeout_s", "must be at least 1");
+        }
+        // TCP_USER_TIMEOUT is in milliseconds in a C unsigned int.
+        if !(1..=86_400).contains(&self.firmware.download_idle_timeout_s) {
+            return fail("firmware.download_idle_timeout_s", "must be between 1 and 86400");
         }
         if self.firmware.download_mode == DownloadMode::Redirect && self.storage.backend != StorageBackend::S3
         {

@@ -12,6 +12,11 @@ use serde::Serialize;
 
 use crate::storage::StorageError;
 
+/// `Retry-After` of a "database unavailable" 503, in seconds: about what a PostgreSQL restart
+/// or fail-over takes, so clients neither hammer a database that is coming back nor wait long
+/// after it is.
+pub const DATABASE_RETRY_AFTER_S: u64 = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the messages name the field and the problem.
@@ -41,8 +46,9 @@ pub enum ApiError {
     GatewayTimeout(String),
     #[error("service unavailable: {0}")]
     ServiceUnavailable(String),
-    /// 503: the database cannot be reached (stopped, restarting, connection lost); the inner
-    /// error is logged, never sent. Anything else the database says stays a 500.
+    /// 503 with `Retry-After`: the database cannot be reached (stopped, restarting, connection
+    /// lost, no connection within `database.acquire_timeout_s`); the inner error is logged,
+    /// never sent. Anything else the database says stays a 500.
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(#[source] sea_orm::DbErr),
     /// 503: the blob store cannot be reached (S3 down or restarting); logged, never sent.
@@ -120,6 +126,9 @@ impl ResponseError for ApiError {
             }
             Self::RangeNotSatisfiable(len) => {
                 response.insert_header(("Content-Range", format!("bytes */{len}")));
+            }
+            Self::DatabaseUnavailable(_) => {
+                response.insert_header(("Retry-After", DATABASE_RETRY_AFTER_S.to_string()));
             }
             _ => {}
         }

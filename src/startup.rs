@@ -36,6 +36,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let proxy = Proxy::from_settings(&state.settings.proxy, ProxyMetrics::new(&state.metrics))?;
         let app_state = state.clone();
+        let unread_limit = Duration::from_secs(state.settings.firmware.download_idle_timeout_s);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -47,6 +48,8 @@ impl Application {
                 .wrap(from_fn(forward_proxied))
                 .wrap(from_fn(request_context))
         })
+        .on_connect(move |connection, _| cut_when_unread_for(connection, unread_limit))
+        .shutdown_timeout(state.settings.server.shutdown_grace_s)
         .listen(listener)?;
         if workers > 0 {
             server = server.workers(workers);
@@ -65,6 +68,31 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Has the kernel cut the connection once data sent on it has gone unacknowledged for `limit`
+/// (`TCP_USER_TIMEOUT`, which also bounds a zero window: a client that stopped reading). actix
+/// has no write timeout, and stops polling a response body while the socket is full, so a
+/// download nobody reads would otherwise hold its connection and its open image for ever. Once
+/// the kernel gives up, actix's next write fails and it drops the connection and the body.
+fn cut_when_unread_for(connection: &dyn std::any::Any, limit: Duration) {
+    use std::os::fd::AsRawFd;
+    let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else { return };
+    let millis = libc::c_uint::try_from(limit.as_millis()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: the descriptor is the open socket `tcp` owns for the whole call; the option value
+    // is a c_uint that outlives the call, and its size is passed with it.
+    let set = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&raw const millis).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not set TCP_USER_TIMEOUT");
     }
 }
 
@@ -255,9 +283,12 @@ fn spawn_background_tasks(state: web::Data<AppState>) {
             ticker.tick().await;
             match crate::services::sweep::run(&state, ttl).await {
                 Ok(report) if report == Default::default() => {}
-                Ok(report) => {
-                    tracing::info!(staging = report.staging, orphans = report.orphans, "swept storage")
-                }
+                Ok(report) => tracing::info!(
+                    staging = report.staging,
+                    orphans = report.orphans,
+                    multipart = report.multipart,
+                    "swept storage"
+                ),
                 Err(e) => tracing::warn!(error = %e, "storage sweep failed"),
             }
         }

@@ -16,13 +16,23 @@ use sea_orm::{
 
 use crate::config::DatabaseSettings;
 
+/// The advisory lock migrations hold on PostgreSQL ("nwotamig" in ASCII): any fixed key that
+/// nothing else uses.
+const MIGRATION_LOCK: i64 = 0x6e77_6f74_616d_6967;
+
 /// Opens the pool. A SQLite file and its directory are created if missing.
+///
+/// A request waits at most `database.acquire_timeout_s` for a connection: with PostgreSQL
+/// stopped the pool keeps trying to connect until then, and every request that needs the
+/// database would otherwise hold its client that long before its 503.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    let acquire = Duration::from_secs(settings.acquire_timeout_s);
     let mut options = ConnectOptions::new(settings.url.clone());
+    // sea-orm applies both as the pool's acquire timeout, the later one winning.
     options
         .max_connections(settings.max_connections)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(acquire)
+        .acquire_timeout(acquire)
         .sqlx_logging(false);
     if let Some(path) = sqlite_path(&settings.url) {
         if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -48,8 +58,30 @@ fn sqlite_path(url: &str) -> Option<&str> {
 }
 
 /// Applies every pending migration.
+///
+/// On PostgreSQL, under an advisory lock: replicas started together would otherwise create the
+/// same tables at once, and all but one fail (`duplicate key value violates unique constraint
+/// "pg_type_typname_nsp_index"`). The lock is session-level, on a connection of its own outside
+/// the pool, so it is held across the migrations' own transactions and cannot be left behind
+/// in a pooled connection; PostgreSQL drops it with the session if this process dies.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None).await?;
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        Migrator::up(db, None).await?;
+        return Ok(());
+    }
+    use sea_orm::sqlx::Connection;
+    let options = db.get_postgres_connection_pool().connect_options();
+    let mut session = sea_orm::sqlx::PgConnection::connect_with(&options).await?;
+    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut session).await?;
+    let migrated = Migrator::up(db, None).await;
+    let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut session)
+        .await;
+    // Closing the session releases the lock too, should the unlock have failed.
+    let _ = session.close().await;
+    migrated?;
+    unlocked?;
     Ok(())
 }
 
@@ -77,6 +109,35 @@ pub async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransacti
         ..Default::default()
     })
     .await
+}
+
+/// Why the database could not be reached, in a few fixed words for `/readyz`: never the URL,
+/// nor what the server said (which may name users or databases).
+pub fn unavailable_reason(e: &sea_orm::DbErr, acquire_timeout_s: u64) -> String {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    let timed_out = || format!("no connection within {acquire_timeout_s} s");
+    let runtime = match e {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => return timed_out(),
+        DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) => return "connection pool closed".into(),
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return "query failed".into(),
+    };
+    let RuntimeErr::SqlxError(error) = runtime else { return "query failed".into() };
+    match error.as_ref() {
+        Sqlx::PoolTimedOut => timed_out(),
+        Sqlx::PoolClosed => "connection pool closed".into(),
+        Sqlx::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        Sqlx::Io(_) | Sqlx::WorkerCrashed => "connection lost".into(),
+        Sqlx::Tls(_) => "TLS failure".into(),
+        Sqlx::Database(db) => match db.code().as_deref() {
+            Some("57P01" | "57P02") => "the server is shutting down".into(),
+            Some("57P03") => "the server is starting up".into(),
+            Some(code) if code.starts_with("08") => "connection failure".into(),
+            _ => "query failed".into(),
+        },
+        _ => "query failed".into(),
+    }
 }
 
 /// A trivial round trip, for `/readyz`.

@@ -1,5 +1,8 @@
 //! `admin-firmware`: upload, list, read, edit, delete, publish and revoke releases.
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use actix_multipart::{Field, Multipart};
 use actix_web::{HttpResponse, web};
 use futures_util::TryStreamExt;
@@ -17,6 +20,7 @@ use crate::services::releases::{self, PublishRequest, ReleasePatch, RevokeReques
 use crate::services::rollouts::RolloutView;
 use crate::services::upload::{self, UploadMetadata, UploadOutcome};
 use crate::state::AppState;
+use crate::storage::IdleTimeout;
 
 pub fn mount(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -42,22 +46,34 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::field("id", format!("{raw:?} is not a UUID")))
 }
 
-async fn next_part(multipart: &mut Multipart) -> Result<Option<Field>, ApiError> {
-    multipart.try_next().await.map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))
+/// The next part, if it starts within `idle`.
+async fn next_part(multipart: &mut Multipart, idle: Duration) -> Result<Option<Field>, ApiError> {
+    tokio::time::timeout(idle, multipart.try_next())
+        .await
+        .map_err(|_| stalled(idle))?
+        .map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))
 }
 
-#[utoipa::path(post, path = "/v1/admin/firmware", tag = "admin-firmware", security(("bearer" = [])), request_body(content = UploadForm, content_type = "multipart/form-data", description = "A `metadata` JSON part first, then the `file` part"), responses((status = 201, description = "A new draft release", body = ReleaseView), (status = 200, description = "The same version and bytes were uploaded before: that release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody), (status = 413, description = "Too large", body = crate::error::ErrorBody)))]
+/// The 408 of an upload whose body stopped for `firmware.upload_idle_timeout_s`.
+fn stalled(idle: Duration) -> ApiError {
+    ApiError::RequestTimeout(format!("body: nothing received for {} s", idle.as_secs()))
+}
+
+#[utoipa::path(post, path = "/v1/admin/firmware", tag = "admin-firmware", security(("bearer" = [])), request_body(content = UploadForm, content_type = "multipart/form-data", description = "A `metadata` JSON part first, then the `file` part"), responses((status = 201, description = "A new draft release", body = ReleaseView), (status = 200, description = "The same version and bytes were uploaded before: that release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 408, description = "The body stopped for firmware.upload_idle_timeout_s", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody), (status = 413, description = "Too large", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
 pub async fn upload_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     mut multipart: Multipart,
 ) -> Result<HttpResponse, ApiError> {
-    let mut metadata = match next_part(&mut multipart).await? {
+    // Every read of the body waits at most this long for bytes; a stalled upload is a 408 and
+    // leaves nothing behind (its staging object is deleted, its multipart upload aborted).
+    let idle = Duration::from_secs(state.settings.firmware.upload_idle_timeout_s);
+    let mut metadata = match next_part(&mut multipart, idle).await? {
         Some(mut field) if field.name() == Some("metadata") => {
-            let bytes = field
-                .bytes(MAX_METADATA_BYTES)
+            let bytes = tokio::time::timeout(idle, field.bytes(MAX_METADATA_BYTES))
                 .await
+                .map_err(|_| stalled(idle))?
                 .map_err(|_| {
                     ApiError::field("metadata", format!("must be at most {MAX_METADATA_BYTES} bytes"))
                 })?
@@ -77,7 +93,7 @@ pub async fn upload_release(
     };
     upload::check_metadata(&state, &mut metadata)?;
 
-    let file = match next_part(&mut multipart).await? {
+    let file = match next_part(&mut multipart, idle).await? {
         Some(field) if field.name() == Some("file") => field,
         Some(field) => {
             return Err(ApiError::bad_request(format!(
@@ -87,9 +103,14 @@ pub async fn upload_release(
         }
         None => return Err(ApiError::bad_request("file: missing part")),
     };
-    let staged = state.store.put_staging(file, state.settings.firmware.max_upload_bytes).await?;
+    let file = IdleTimeout::new(file, idle);
+    let file_stalled = file.stalled();
+    let staged = match state.store.put_staging(file, state.settings.firmware.max_upload_bytes).await {
+        Err(_) if file_stalled.load(Ordering::Relaxed) => return Err(stalled(idle)),
+        staged => staged?,
+    };
     state.metrics.upload_bytes.inc_by(staged.size);
-    if let Some(extra) = next_part(&mut multipart).await.transpose() {
+    if let Some(extra) = next_part(&mut multipart, idle).await.transpose() {
         state.store.delete(&staged.key).await.ok();
         let name = extra.ok().and_then(|f| f.name().map(str::to_owned)).unwrap_or_default();
         return Err(ApiError::bad_request(format!("body: unexpected part {name:?} after file")));

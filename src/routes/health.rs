@@ -1,5 +1,6 @@
 //! `/healthz` (the process answers) and `/readyz` (the database and blob store answer, and how
-//! the proxy's upstream is doing).
+//! the proxy's upstream is doing). A 503 says what is down and, for the database, why in a few
+//! fixed words (`database unreachable: connection refused`), never its URL.
 //!
 //! Readiness is about what this service needs to do its own work: without the database or the
 //! blob store it cannot, and `/readyz` is 503 so that a load balancer stops sending it traffic.
@@ -62,7 +63,8 @@ pub async fn readyz(
     let mut problems = Vec::new();
     if let Err(e) = database {
         tracing::warn!(error = %e, "readiness: database unreachable");
-        problems.push("database unreachable".to_owned());
+        let why = crate::db::unavailable_reason(&e, state.settings.database.acquire_timeout_s);
+        problems.push(format!("database unreachable: {why}"));
     }
     if let Err(e) = storage {
         tracing::warn!(error = %e, "readiness: blob storage unreachable");

@@ -5,6 +5,7 @@
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -90,9 +91,15 @@ impl FsStore {
         written?.ok_or_else(|| StorageError::Io(std::io::Error::other("the upload's writer stopped early")))
     }
 
+    /// Moves a staging file into place, made new first: the sweep deletes an unreferenced image
+    /// only if it is unmodified since before its TTL, so an upload that claims an image (the same
+    /// bytes as an orphan) keeps it until its row is written.
     pub(super) async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<(), StorageError> {
+        let source = self.path(from);
+        let touched = source.clone();
+        on_blocking_pool(move || Ok(std::fs::File::open(&touched)?.set_modified(SystemTime::now())?)).await?;
         let target = self.path(to);
-        tokio::fs::rename(self.path(from), &target).await?;
+        tokio::fs::rename(&source, &target).await?;
         // The rename is durable only once the directory entry is.
         if let Some(dir) = target.parent() {
             tokio::fs::File::open(dir).await?.sync_all().await?;
@@ -151,6 +158,32 @@ impl FsStore {
         });
         let first = (!first.is_empty()).then_some(Ok(first));
         Ok(futures_util::stream::iter(first).chain(rest).boxed())
+    }
+
+    /// Deletes the file unless it was modified after `cutoff`; whether it deleted. The file is
+    /// first claimed (renamed to a staging name of its own, atomically) and its time read from
+    /// what was claimed: an upload that moved a new file into place before the claim has it
+    /// put back, one after the claim is not touched. Between claim and restore (microseconds)
+    /// the image is missing; a crash in between leaves a staging file the sweep removes.
+    pub(super) async fn delete_if_unmodified_since(
+        &self,
+        key: &ObjectKey,
+        cutoff: SystemTime,
+    ) -> Result<bool, StorageError> {
+        let path = self.path(key);
+        let claimed = self.path(&ObjectKey::Staging(uuid::Uuid::new_v4()));
+        match tokio::fs::rename(&path, &claimed).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            other => other?,
+        }
+        let modified = tokio::fs::metadata(&claimed).await.and_then(|meta| meta.modified());
+        if modified.as_ref().is_ok_and(|m| *m <= cutoff) {
+            tokio::fs::remove_file(&claimed).await?;
+            return Ok(true);
+        }
+        tokio::fs::rename(&claimed, &path).await?;
+        modified?;
+        Ok(false)
     }
 
     pub(super) async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {

@@ -10,6 +10,7 @@
 mod fs;
 mod key;
 mod s3;
+mod s3_multipart;
 mod staging_file;
 mod stream;
 
@@ -22,7 +23,7 @@ use futures_util::Stream;
 pub use fs::FsStore;
 pub use key::ObjectKey;
 pub use s3::S3Store;
-pub use stream::HashingCounter;
+pub use stream::{HashingCounter, IdleTimeout};
 
 use crate::config::{StorageBackend, StorageSettings};
 use crate::domain::Sha256Digest;
@@ -160,6 +161,30 @@ impl BlobStore {
         match self {
             Self::Fs(s) => s.delete(key).await,
             Self::S3(s) => s.delete(key).await,
+        }
+    }
+
+    /// Deletes the object unless it was modified after `cutoff`, checked at the moment of the
+    /// delete rather than from an earlier listing; whether it deleted. A missing object is not
+    /// an error (and not deleted).
+    pub async fn delete_if_unmodified_since(
+        &self,
+        key: &ObjectKey,
+        cutoff: SystemTime,
+    ) -> Result<bool, StorageError> {
+        match self {
+            Self::Fs(s) => s.delete_if_unmodified_since(key, cutoff).await,
+            Self::S3(s) => s.delete_if_unmodified_since(key, cutoff).await,
+        }
+    }
+
+    /// Aborts multipart uploads (S3) that failed to abort before, and staging ones started more
+    /// than `ttl` ago; returns how many. The filesystem store has none.
+    pub async fn abort_incomplete_uploads(&self, ttl: Duration) -> Result<usize, StorageError> {
+        let cutoff = SystemTime::now().checked_sub(ttl).unwrap_or(SystemTime::UNIX_EPOCH);
+        match self {
+            Self::Fs(_) => Ok(0),
+            Self::S3(s) => s.abort_incomplete(cutoff).await,
         }
     }
 

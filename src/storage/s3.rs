@@ -1,6 +1,7 @@
 //! The S3 backend (AWS or any S3-compatible server). Uploads stream through one part buffer of
-//! `storage.s3.part_size_bytes`: a stream that fits in one part is a single PutObject, a larger
-//! one a multipart upload that is aborted if anything fails. Promotion is CopyObject + delete
+//! at most `storage.s3.part_size_bytes`, grown as the bytes arrive (an upload that stalls early
+//! holds what it sent, not a whole part): a stream that fits in one part is a single PutObject,
+//! a larger one a multipart upload that is aborted if anything fails (`s3_multipart`). Promotion is CopyObject + delete
 //! (images stay under CopyObject's 5 GiB limit because `firmware.max_upload_bytes` is validated
 //! below it).
 
@@ -11,10 +12,10 @@ use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::s3_multipart::{Bucket, MultipartUpload, PendingAborts};
 use super::{BlobStream, ByteRange, HashingCounter, ObjectInfo, ObjectKey, StorageError};
 use crate::config::S3Settings;
 use crate::domain::Sha256Digest;
@@ -23,6 +24,7 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     part_size: usize,
+    multipart: Bucket,
 }
 
 fn s3_error(e: impl std::error::Error) -> StorageError {
@@ -32,7 +34,7 @@ fn s3_error(e: impl std::error::Error) -> StorageError {
 
 /// A failed S3 call: `Unavailable` when the request could not be sent or got no answer in time
 /// (S3 down, restarting, unreachable), `S3` for anything S3 answered.
-fn sdk_error<E, R>(e: SdkError<E, R>) -> StorageError
+pub(super) fn sdk_error<E, R>(e: SdkError<E, R>) -> StorageError
 where
     SdkError<E, R>: std::error::Error,
 {
@@ -59,11 +61,14 @@ impl S3Store {
         }
         let shared = loader.load().await;
         let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.path_style).build();
-        Ok(Self {
-            client: Client::from_conf(config),
-            bucket: settings.bucket.clone(),
-            part_size: settings.part_size_bytes,
-        })
+        let client = Client::from_conf(config);
+        let multipart = Bucket {
+            client: client.clone(),
+            name: settings.bucket.clone(),
+            pending: std::sync::Arc::new(PendingAborts::default()),
+            told_unlisted: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        Ok(Self { client, bucket: settings.bucket.clone(), part_size: settings.part_size_bytes, multipart })
     }
 
     pub(super) async fn put<S, E>(
@@ -77,7 +82,7 @@ impl S3Store {
         E: std::fmt::Display,
     {
         let mut counter = HashingCounter::new(limit);
-        let mut buffer = BytesMut::with_capacity(self.part_size);
+        let mut buffer = Vec::new();
         let mut upload: Option<MultipartUpload> = None;
         let result: Result<(), StorageError> = async {
             while let Some(chunk) = body.next().await {
@@ -86,14 +91,15 @@ impl S3Store {
                 counter.update(&chunk)?;
                 while !chunk.is_empty() {
                     let take = chunk.len().min(self.part_size - buffer.len());
+                    grow(&mut buffer, take, self.part_size);
                     buffer.extend_from_slice(&chunk.split_to(take));
                     if buffer.len() == self.part_size {
-                        let part = buffer.split().freeze();
+                        let part = Bytes::from(std::mem::take(&mut buffer));
                         if upload.is_none() {
-                            upload = Some(self.start_multipart(key).await?);
+                            upload = Some(self.multipart.start(key).await?);
                         }
                         if let Some(upload) = upload.as_mut() {
-                            upload.send_part(self, part).await?;
+                            upload.send_part(part).await?;
                         }
                     }
                 }
@@ -102,22 +108,22 @@ impl S3Store {
         }
         .await;
         let result = match (result, upload) {
-            (Ok(()), None) => self.put_whole(key, buffer.freeze()).await,
+            (Ok(()), None) => self.put_whole(key, Bytes::from(buffer)).await,
             (Ok(()), Some(mut upload)) => {
                 let finished = async {
                     if !buffer.is_empty() {
-                        upload.send_part(self, buffer.freeze()).await?;
+                        upload.send_part(Bytes::from(buffer)).await?;
                     }
-                    upload.complete(self).await
+                    upload.complete().await
                 }
                 .await;
                 if finished.is_err() {
-                    upload.abort(self).await;
+                    upload.abort().await;
                 }
                 finished
             }
             (Err(e), Some(upload)) => {
-                upload.abort(self).await;
+                upload.abort().await;
                 Err(e)
             }
             (Err(e), None) => Err(e),
@@ -136,22 +142,6 @@ impl S3Store {
             .await
             .map_err(sdk_error)?;
         Ok(())
-    }
-
-    async fn start_multipart(&self, key: &ObjectKey) -> Result<MultipartUpload, StorageError> {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key.to_string())
-            .content_type(key.content_type())
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let upload_id = created
-            .upload_id()
-            .ok_or_else(|| StorageError::S3("CreateMultipartUpload returned no upload id".into()))?;
-        Ok(MultipartUpload { key: key.to_string(), upload_id: upload_id.to_owned(), parts: Vec::new() })
     }
 
     pub(super) async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<(), StorageError> {
@@ -242,64 +232,57 @@ impl S3Store {
         Ok(out)
     }
 
+    /// Deletes the object unless S3 says it was modified after `cutoff` (a CopyObject onto it,
+    /// a promote, makes it new), asked right before the delete; whether it deleted. S3 has no
+    /// delete conditional on the modified time, so a promote between the two calls (one round
+    /// trip) can still lose its image; the filesystem store has no such window.
+    pub(super) async fn delete_if_unmodified_since(
+        &self,
+        key: &ObjectKey,
+        cutoff: SystemTime,
+    ) -> Result<bool, StorageError> {
+        let head = match self.client.head_object().bucket(&self.bucket).key(key.to_string()).send().await {
+            Ok(head) => head,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => return Ok(false),
+            Err(e) => return Err(sdk_error(e)),
+        };
+        let modified = head.last_modified().and_then(|t| SystemTime::try_from(*t).ok());
+        if modified.is_none_or(|m| m > cutoff) {
+            return Ok(false);
+        }
+        self.delete(key).await?;
+        Ok(true)
+    }
+
+    /// Retries the aborts that failed and aborts staging multipart uploads started before
+    /// `cutoff`; how many. A store without ListMultipartUploads (s3s-fs) gets the retries only.
+    pub(super) async fn abort_incomplete(&self, cutoff: SystemTime) -> Result<usize, StorageError> {
+        let retried = self.multipart.retry_aborts().await;
+        match self.multipart.abort_started_before(cutoff).await? {
+            Some(aborted) => Ok(retried + aborted),
+            None => {
+                if !self.multipart.told_unlisted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(
+                        "this S3 store does not list multipart uploads: incomplete uploads this process did not start are left to the bucket's lifecycle rule"
+                    );
+                }
+                Ok(retried)
+            }
+        }
+    }
+
     pub(super) async fn check(&self) -> Result<(), StorageError> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map_err(sdk_error)?;
         Ok(())
     }
 }
 
-/// A multipart upload in progress.
-struct MultipartUpload {
-    key: String,
-    upload_id: String,
-    parts: Vec<CompletedPart>,
-}
-
-impl MultipartUpload {
-    async fn send_part(&mut self, store: &S3Store, bytes: Bytes) -> Result<(), StorageError> {
-        let number = self.parts.len() as i32 + 1;
-        let part = store
-            .client
-            .upload_part()
-            .bucket(&store.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .part_number(number)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        self.parts.push(
-            CompletedPart::builder().part_number(number).set_e_tag(part.e_tag().map(str::to_owned)).build(),
-        );
-        Ok(())
-    }
-
-    async fn complete(&self, store: &S3Store) -> Result<(), StorageError> {
-        store
-            .client
-            .complete_multipart_upload()
-            .bucket(&store.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.parts.clone())).build())
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
-    }
-
-    async fn abort(&self, store: &S3Store) {
-        let aborted = store
-            .client
-            .abort_multipart_upload()
-            .bucket(&store.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .send()
-            .await;
-        if let Err(e) = aborted {
-            tracing::warn!(key = %self.key, error = %s3_error(e), "could not abort a multipart upload");
-        }
+/// Makes room in a part buffer for `more` bytes: doubling, so a part is copied about twice in
+/// all, but never past `part_size`, and allocated only as the bytes arrive.
+fn grow(buffer: &mut Vec<u8>, more: usize, part_size: usize) {
+    let needed = buffer.len() + more;
+    if needed > buffer.capacity() {
+        let target = needed.max(buffer.capacity() * 2).min(part_size);
+        buffer.reserve_exact(target - buffer.len());
     }
 }

@@ -17,6 +17,7 @@ mod errors;
 mod health;
 mod openapi;
 mod operations;
+mod outages;
 mod proxy;
 mod rollouts;
 mod signing;

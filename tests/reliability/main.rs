@@ -9,9 +9,14 @@
 mod helpers;
 
 mod crash;
+mod database_down;
+mod idle_bodies;
 mod load;
+mod migrate_race;
+mod multipart_abort;
 mod postgres_restart;
 mod scale_out;
 mod service;
 mod storage_faults;
+mod sweep_race;
 mod upstream_faults;

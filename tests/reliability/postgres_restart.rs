@@ -18,14 +18,14 @@ use crate::service::{publish_at, start_binary, upload_at};
 
 /// A PostgreSQL cluster in a temporary directory, on its own port, run as the `postgres` user
 /// (the tests run as root, which PostgreSQL refuses). Stopped at once when dropped.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
 }
 
 impl Cluster {
-    fn create() -> Self {
+    pub(crate) fn create() -> Self {
         let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL's server binaries are installed (tests/run installs them)")
             .filter_map(|e| Some(e.ok()?.path().join("bin")))
@@ -62,7 +62,7 @@ impl Cluster {
         assert!(status.success(), "{program} {args:?} failed");
     }
 
-    fn start(&self) {
+    pub(crate) fn start(&self) {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories={} -c fsync=off",
             self.port,
@@ -73,11 +73,11 @@ impl Cluster {
     }
 
     /// Fast shutdown: open connections are terminated, as in a restart for maintenance.
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.run("pg_ctl", &["-w", "-D", &self.data(), "-m", "fast", "stop"]);
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }

@@ -13,10 +13,10 @@ use crate::helpers::{
 use crate::service::files_under;
 
 /// s3s-fs on a fixed port, killed when dropped so that a failing test leaves nothing running.
-struct S3Process(Child);
+pub(crate) struct S3Process(Child);
 
 impl S3Process {
-    fn start(port: u16, dir: &std::path::Path) -> Self {
+    pub(crate) fn start(port: u16, dir: &std::path::Path) -> Self {
         let child = Command::new("s3s-fs")
             .args([
                 "--host",
@@ -38,7 +38,7 @@ impl S3Process {
     }
 
     /// SIGKILL: the server stops mid-request, as a crashed or partitioned S3 would.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.0.kill().unwrap();
         self.0.wait().unwrap();
     }
@@ -52,7 +52,7 @@ impl Drop for S3Process {
 }
 
 /// The service's settings for the bucket `firmware-bucket` on s3s-fs at `port`.
-fn s3_settings(port: u16) -> Vec<(&'static str, String)> {
+pub(crate) fn s3_settings(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("NOWATCH_OTA__STORAGE__BACKEND", "s3".into()),
         ("NOWATCH_OTA__STORAGE__S3__BUCKET", "firmware-bucket".into()),
@@ -70,7 +70,7 @@ async fn app_on_s3(port: u16) -> crate::helpers::TestApp {
 }
 
 /// A directory for s3s-fs holding the empty bucket `firmware-bucket`.
-fn bucket_dir() -> tempfile::TempDir {
+pub(crate) fn bucket_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("firmware-bucket")).unwrap();
     dir
@@ -139,7 +139,7 @@ async fn the_s3_server_going_away_mid_transfer_is_reported_and_survived() {
 const UPLOAD_MIB: usize = 96;
 
 /// A `UPLOAD_MIB` MiB release, streamed in 1 MiB pieces, and the image's SHA-256.
-fn streamed_release(version: &str) -> (reqwest::multipart::Form, String) {
+pub(crate) fn streamed_release(version: &str) -> (reqwest::multipart::Form, String) {
     use sha2::Digest;
     let piece = bytes::Bytes::from(image_bytes(9, 1 << 20));
     let mut hasher = sha2::Sha256::new();
@@ -161,7 +161,7 @@ fn streamed_release(version: &str) -> (reqwest::multipart::Form, String) {
 }
 
 /// Multipart parts s3s-fs holds for uploads not yet completed (it keeps them at its root).
-fn pending_parts(s3_root: &std::path::Path) -> usize {
+pub(crate) fn pending_parts(s3_root: &std::path::Path) -> usize {
     std::fs::read_dir(s3_root)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -210,8 +210,8 @@ async fn the_s3_server_dying_mid_upload_fails_the_upload_cleanly_and_the_same_up
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(crate::helpers::stored_keys(&app, "").await.is_empty(), "no object the service could serve");
-    // The aborted multipart upload's parts: the abort could not reach S3 (left to the store's
-    // own expiry of incomplete uploads, a lifecycle rule on AWS).
+    // The cut-off upload's parts: the abort could not reach S3; the next sweep retries it
+    // (tests/reliability/multipart_abort.rs checks that they go).
     println!("s3 killed mid-upload: {} parts of the cut-off upload left in S3", pending_parts(s3_dir.path()));
     let (form, _) = streamed_release("3.0.0");
     let response =
