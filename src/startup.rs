@@ -115,6 +115,7 @@ fn mount(cfg: &mut web::ServiceConfig, settings: &Settings) {
     // of the traffic.
     .configure(routes::firmware::mount)
     .configure(routes::health::mount)
+    .configure(routes::admin_devices::mount)
     .configure(routes::admin_firmware::mount)
     .configure(routes::admin_hardware::mount)
     .configure(routes::admin_rollouts::mount)

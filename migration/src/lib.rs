@@ -8,6 +8,7 @@ mod m20261123_000001_create_tables;
 mod m20261123_000002_add_rollout_chain_head;
 mod m20261124_000003_create_rollout_report_count;
 pub mod m20261201_000004_one_live_rollout_per_channel;
+mod m20261201_000005_add_device_owner;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_add_rollout_chain_head::Migration),
             Box::new(m20261124_000003_create_rollout_report_count::Migration),
             Box::new(m20261201_000004_one_live_rollout_per_channel::Migration),
+            Box::new(m20261201_000005_add_device_owner::Migration),
         ]
     }
 }

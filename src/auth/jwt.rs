@@ -60,6 +60,9 @@ impl JwtAlgorithm {
 pub struct Identity {
     pub sub: String,
     pub is_admin: bool,
+    /// The devices the token names in `auth.device_claim`, when that is configured (empty if the
+    /// token names none); `None` when it is not.
+    pub devices: Option<std::sync::Arc<[String]>>,
 }
 
 /// Verifies bearer tokens against the configured key, algorithm, issuer and audience.
@@ -68,6 +71,7 @@ pub struct JwtVerifier {
     validation: Validation,
     admin_flag_claim: String,
     roles_claim: String,
+    device_claim: Option<String>,
     verified: VerifiedTokens,
 }
 
@@ -153,6 +157,7 @@ impl JwtVerifier {
             validation,
             admin_flag_claim: settings.admin_flag_claim.clone(),
             roles_claim: settings.roles_claim.clone(),
+            device_claim: Some(settings.device_claim.clone()).filter(|c| !c.is_empty()),
             verified: VerifiedTokens::new(VerifiedTokens::CAPACITY),
         })
     }
@@ -200,7 +205,12 @@ impl JwtVerifier {
             .is_some_and(|roles| roles.iter().any(|r| r.as_str() == Some("admin")));
         // `exp` is a required claim, so validation has read it as a number already.
         let exp = claims.get("exp").and_then(|e| e.as_u64().or_else(|| e.as_f64().map(|f| f as u64)));
-        Ok((Identity { sub, is_admin: flag || role }, exp.ok_or(AuthError::Invalid)?))
+        let devices = self.device_claim.as_ref().map(|claim| match claims.get(claim) {
+            Some(Value::String(one)) => vec![one.clone()].into(),
+            Some(Value::Array(many)) => many.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new().into(),
+        });
+        Ok((Identity { sub, is_admin: flag || role, devices }, exp.ok_or(AuthError::Invalid)?))
     }
 }
 
@@ -234,7 +244,7 @@ mod tests {
     use super::*;
 
     fn verified(sub: &str, valid_until: u64) -> Verified {
-        Verified { identity: Identity { sub: sub.into(), is_admin: false }, valid_until }
+        Verified { identity: Identity { sub: sub.into(), is_admin: false, devices: None }, valid_until }
     }
 
     #[test]

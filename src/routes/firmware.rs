@@ -93,6 +93,15 @@ pub async fn check(
     let snapshot = state.catalog.snapshot();
     let releases: &[Arc<Offered>] =
         snapshot.by_hardware.get(hardware.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+    // A device cut off from releases it failed too often chooses among the others.
+    let kept: Vec<Arc<Offered>>;
+    let releases = match state.catalog.cut_offs.releases_for(device_id.as_str()) {
+        None => releases,
+        Some(cut) => {
+            kept = releases.iter().filter(|r| !cut.contains(&r.id)).cloned().collect();
+            &kept
+        }
+    };
     let device = Device { id: &device_id, current: &current, channel_rank: rank };
     let Some(offer) = select(releases, &device, snapshot.floors.get(hardware.as_str())) else {
         state.metrics.update_checks.with_label_values(&["none"]).inc();
@@ -240,10 +249,10 @@ pub async fn keys(state: web::Data<AppState>, caller: OptionalCaller) -> Result<
 #[tracing::instrument(skip_all, fields(firmware_id = %id))]
 pub async fn report(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     id: web::Path<String>,
     body: web::Json<ReportRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let view = reports::record(&state, parse_id(&id)?, body.into_inner()).await?;
+    let view = reports::record(&state, &caller, parse_id(&id)?, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view))
 }

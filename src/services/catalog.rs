@@ -23,6 +23,7 @@ use crate::db::entities::{firmware, firmware_hardware, hardware_floor, rollout};
 use crate::domain::rollout::RolloutState;
 use crate::domain::selection::{Candidate, RolloutGate};
 use crate::domain::{FirmwareState, Version};
+use crate::services::cut_offs::CutOffs;
 use crate::services::rollouts::current_basis_points;
 use crate::signing::{MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSigner, SPEC_VERSION};
 use crate::storage::ObjectKey;
@@ -115,6 +116,8 @@ pub struct Catalog {
     /// Held while rebuilding; keeps the signed manifests between rebuilds, keyed by their
     /// contents without timestamps.
     signed: tokio::sync::Mutex<HashMap<String, Arc<SignedManifest>>>,
+    /// Releases devices failed too often to be offered again; reloaded with every rebuild.
+    pub cut_offs: CutOffs,
 }
 
 impl Catalog {
@@ -187,6 +190,7 @@ impl Catalog {
         }
         *signed = kept;
         self.swap_in(snapshot);
+        self.cut_offs.reload(db, settings.rollout.max_failures_per_device).await?;
         Ok(())
     }
 

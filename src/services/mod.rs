@@ -2,6 +2,8 @@
 //! Every write is one database transaction, attributed to the caller's `sub`.
 
 pub mod catalog;
+pub mod cut_offs;
+pub mod devices;
 pub mod floors;
 pub mod releases;
 pub mod reports;

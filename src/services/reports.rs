@@ -8,15 +8,20 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::LockType;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QuerySelect, Set};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::db::entities::{device, device_report, rollout, rollout_report_count};
+use crate::auth::Caller;
+use crate::db::entities::{
+    device_report, rollout, rollout_owner_count, rollout_report_count, rollout_uncounted_count,
+};
 use crate::domain::rollout::RolloutState;
 use crate::domain::selection::RolloutGate;
 use crate::domain::{Channel, DeviceId, FirmwareState, HardwareId, ReportStatus, Version};
 use crate::error::ApiError;
+use crate::services::devices;
 use crate::services::releases::not_found;
 use crate::services::rollouts::current_basis_points;
 use crate::state::AppState;
@@ -86,6 +91,7 @@ fn transition_allowed(from: ReportStatus, to: ReportStatus) -> Option<bool> {
 
 pub async fn record(
     state: &AppState,
+    caller: &Caller,
     firmware_id: Uuid,
     request: ReportRequest,
 ) -> Result<ReportView, ApiError> {
@@ -124,6 +130,8 @@ pub async fn record(
     };
 
     let now = Utc::now();
+    // Before anything about the device is read or said: whose it is.
+    let device = devices::claim(state, &txn, caller, &request.device_id, &hardware, now).await?;
     let key = (request.device_id.to_string(), firmware_id);
     // The device's row for this release, locked until the end of the transaction, so that two
     // reports for one device take turns: each moves the counters from the status the other left.
@@ -132,17 +140,20 @@ pub async fn record(
     let mut previous =
         device_report::Entity::find_by_id(key.clone()).lock(LockType::NoKeyUpdate).one(&txn).await?;
     if previous.is_none() {
-        let rollout_id = attributed_rollout(state, &txn, firmware_id, &request).await?;
+        let from_version = request.from_version.clone().or_else(|| Version::parse(&device.version).ok());
+        let attribution = attribute(state, &txn, &release, &request, from_version.as_ref()).await?;
         let row = device_report::Model {
             device_id: key.0.clone(),
             firmware_id,
-            rollout_id,
+            rollout_id: attribution.rollout_id,
             status: status.as_str().to_owned(),
             error: error.clone(),
             from_version: request.from_version.as_ref().map(|v| v.to_string()),
             report_count: 1,
             first_reported_at: now,
             updated_at: now,
+            counted: attribution.counted,
+            failures: i32::from(status == ReportStatus::Failed),
         };
         let inserted = device_report::Entity::insert(device_report::ActiveModel::from(row.clone()))
             .on_conflict(
@@ -153,10 +164,32 @@ pub async fn record(
             .exec_without_returning(&txn)
             .await?;
         if inserted == 1 {
-            if let Some(rollout_id) = rollout_id {
-                count_moves(&txn, rollout_id, &[(status, 1)]).await?;
+            let mut row = row;
+            if let Some(rollout_id) = row.rollout_id
+                && row.counted
+                && !owner_slot_free(
+                    &txn,
+                    rollout_id,
+                    &caller.sub,
+                    state.settings.rollout.max_devices_per_owner,
+                )
+                .await?
+            {
+                row.counted = false;
+                device_report::Entity::update_many()
+                    .col_expr(device_report::Column::Counted, Expr::value(false))
+                    .filter(device_report::Column::DeviceId.eq(row.device_id.clone()))
+                    .filter(device_report::Column::FirmwareId.eq(firmware_id))
+                    .exec(&txn)
+                    .await?;
             }
-            return finish(txn, &request, &release, &hardware, status, now).await.map(|()| row.into());
+            if let Some(rollout_id) = row.rollout_id {
+                count_moves(&txn, rollout_id, row.counted, &[(status, 1)]).await?;
+            }
+            devices::record_facts(&txn, &request, &release, &hardware, status, now).await?;
+            txn.commit().await?;
+            cut_off_if_failing(state, &row).await;
+            return Ok(row.into());
         }
         previous = device_report::Entity::find_by_id(key).lock(LockType::NoKeyUpdate).one(&txn).await?;
     }
@@ -168,13 +201,15 @@ pub async fn record(
             if let Some(rollout_id) = previous.rollout_id
                 && from != status
             {
-                count_moves(&txn, rollout_id, &[(from, -1), (status, 1)]).await?;
+                count_moves(&txn, rollout_id, previous.counted, &[(from, -1), (status, 1)]).await?;
             }
             let count = previous.report_count + 1;
+            let failures = previous.failures + i32::from(status == ReportStatus::Failed && from != status);
             let mut row = previous.into_active_model();
             row.status = Set(status.as_str().to_owned());
             row.error = Set(error);
             row.report_count = Set(count);
+            row.failures = Set(failures);
             row.updated_at = Set(now);
             row.update(&txn).await?
         }
@@ -185,71 +220,116 @@ pub async fn record(
             )));
         }
     };
-    finish(txn, &request, &release, &hardware, status, now).await?;
+    devices::record_facts(&txn, &request, &release, &hardware, status, now).await?;
+    txn.commit().await?;
+    cut_off_if_failing(state, &report).await;
     Ok(report.into())
 }
 
-/// What every accepted report ends with: what the device said about itself, and the commit.
-async fn finish(
-    txn: sea_orm::DatabaseTransaction,
-    request: &ReportRequest,
-    release: &crate::db::firmware::Release,
-    hardware: &str,
-    status: ReportStatus,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let version = match status {
-        ReportStatus::Installed => Some(release.row.version.clone()),
-        _ => request.from_version.as_ref().map(|v| v.to_string()),
-    };
-    upsert_device(&txn, &request.device_id, hardware, version, request.channel.as_ref(), now).await?;
-    txn.commit().await?;
-    Ok(())
+/// After `rollout.max_failures_per_device` failures of a device on a release, this instance's
+/// update check stops offering the release to it at once (the others at their next catalog
+/// rebuild, which reads the same rows).
+async fn cut_off_if_failing(state: &AppState, report: &device_report::Model) {
+    let limit = state.settings.rollout.max_failures_per_device;
+    if limit > 0 && u32::try_from(report.failures).is_ok_and(|f| f >= limit) {
+        state.catalog.cut_offs.add(&report.device_id, report.firmware_id);
+    }
 }
 
-/// Moves devices between a rollout's per-status counts (`rollout_report_count`), in the report's
-/// transaction. Rows are touched in status order, so two reports moving devices in opposite
-/// directions (failed → downloading, downloading → failed) cannot deadlock on PostgreSQL.
+/// Moves devices between a rollout's per-status counts, in the report's transaction: those that
+/// count towards its health (`rollout_report_count`) or those it keeps apart
+/// (`rollout_uncounted_count`). Rows are touched in status order, so two reports moving devices
+/// in opposite directions (failed → downloading, downloading → failed) cannot deadlock on
+/// PostgreSQL.
 async fn count_moves(
     db: &impl sea_orm::ConnectionTrait,
     rollout_id: Uuid,
+    counted: bool,
     moves: &[(ReportStatus, i64)],
 ) -> Result<(), ApiError> {
-    use rollout_report_count::Column;
-    use sea_orm::ExprTrait;
-    use sea_orm::sea_query::Expr;
     let mut moves = moves.to_vec();
     moves.sort_by_key(|(status, _)| status.as_str());
     for (status, delta) in moves {
-        let row = rollout_report_count::ActiveModel {
-            rollout_id: Set(rollout_id),
-            status: Set(status.as_str().to_owned()),
-            devices: Set(delta),
-        };
-        rollout_report_count::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([Column::RolloutId, Column::Status])
-                    .value(
-                        Column::Devices,
-                        Expr::col((rollout_report_count::Entity, Column::Devices)).add(delta),
-                    )
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
+        if counted {
+            use rollout_report_count::{ActiveModel, Column, Entity};
+            let row = ActiveModel {
+                rollout_id: Set(rollout_id),
+                status: Set(status.as_str().to_owned()),
+                devices: Set(delta),
+            };
+            let add = Expr::col((Entity, Column::Devices)).add(delta);
+            Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([Column::RolloutId, Column::Status])
+                        .value(Column::Devices, add)
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+        } else {
+            use rollout_uncounted_count::{ActiveModel, Column, Entity};
+            let row = ActiveModel {
+                rollout_id: Set(rollout_id),
+                status: Set(status.as_str().to_owned()),
+                devices: Set(delta),
+            };
+            let add = Expr::col((Entity, Column::Devices)).add(delta);
+            Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([Column::RolloutId, Column::Status])
+                        .value(Column::Devices, add)
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+        }
     }
     Ok(())
 }
 
-/// The rollout a device's reports count towards: among the release's rollouts on the device's
-/// channel or a more stable one, the most stable that admits it; else the most stable one.
-async fn attributed_rollout(
+/// Counts one more device of `owner` towards a rollout, unless `rollout.max_devices_per_owner`
+/// count already: a conditional increment, so concurrent first reports of one account cannot
+/// both take the last place. Whether it was taken.
+async fn owner_slot_free(
+    db: &impl sea_orm::ConnectionTrait,
+    rollout_id: Uuid,
+    owner: &str,
+    max: u32,
+) -> Result<bool, ApiError> {
+    use rollout_owner_count::{ActiveModel, Column, Entity};
+    let row = ActiveModel { rollout_id: Set(rollout_id), owner: Set(owner.to_owned()), devices: Set(1) };
+    let taken = Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([Column::RolloutId, Column::Owner])
+                .value(Column::Devices, Expr::col((Entity, Column::Devices)).add(1))
+                .action_and_where(Expr::col((Entity, Column::Devices)).lt(i64::from(max)))
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(taken == 1)
+}
+
+/// Where a first report goes and whether its outcome may count (the account's places are taken
+/// once the row is in).
+struct Attribution {
+    rollout_id: Option<Uuid>,
+    counted: bool,
+}
+
+/// The rollout a device's reports go to: among the release's rollouts on the device's channel or
+/// a more stable one, the most stable that admits it; else the most stable one. Its outcomes
+/// count towards that rollout's health only if the rollout admits the device now, the device
+/// reported from a version the release could be offered to (`from_version`, or the version its
+/// last report left), and its account has a place left (`rollout.max_devices_per_owner`,
+/// [`owner_slot_free`]).
+async fn attribute(
     state: &AppState,
     db: &impl sea_orm::ConnectionTrait,
-    firmware_id: Uuid,
+    release: &crate::db::firmware::Release,
     request: &ReportRequest,
-) -> Result<Option<Uuid>, ApiError> {
-    use sea_orm::{ColumnTrait, QueryFilter};
+    from_version: Option<&Version>,
+) -> Result<Attribution, ApiError> {
     let channels = &state.settings.firmware.channels;
     let device_rank = request
         .channel
@@ -257,13 +337,14 @@ async fn attributed_rollout(
         .and_then(|c| channels.iter().position(|n| n == c.as_str()))
         .unwrap_or(usize::MAX);
     let mut candidates: Vec<(usize, bool, Uuid)> = rollout::Entity::find()
-        .filter(rollout::Column::FirmwareId.eq(firmware_id))
+        .filter(rollout::Column::FirmwareId.eq(release.row.id))
         .all(db)
         .await?
         .into_iter()
         .filter_map(|r| {
             let rank = channels.iter().position(|c| *c == r.channel)?;
             let state = RolloutState::parse(&r.state).ok()?;
+            // Devices a halted rollout admitted before it halted still report their outcomes.
             let gate = RolloutGate {
                 channel_rank: rank,
                 state: if state == RolloutState::Halted { RolloutState::Active } else { state },
@@ -274,42 +355,19 @@ async fn attributed_rollout(
         })
         .collect();
     candidates.sort();
-    Ok(candidates.first().map(|c| c.2))
+    let Some(&(_, not_admitted, rollout_id)) = candidates.first() else {
+        return Ok(Attribution { rollout_id: None, counted: false });
+    };
+    let counted = !not_admitted && from_version.is_some_and(|from| offerable_from(release, from));
+    Ok(Attribution { rollout_id: Some(rollout_id), counted })
 }
 
-async fn upsert_device(
-    db: &impl sea_orm::ConnectionTrait,
-    device_id: &DeviceId,
-    hardware: &str,
-    version: Option<String>,
-    channel: Option<&Channel>,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let existing = device::Entity::find_by_id(device_id.to_string()).one(db).await?;
-    let version =
-        version.or_else(|| existing.as_ref().map(|d| d.version.clone())).unwrap_or_else(|| "unknown".into());
-    let channel = channel.map(|c| c.to_string()).or_else(|| existing.and_then(|d| d.channel));
-    let model = device::ActiveModel {
-        device_id: Set(device_id.to_string()),
-        hardware: Set(hardware.to_owned()),
-        version: Set(version),
-        channel: Set(channel),
-        last_report_at: Set(now),
-    };
-    device::Entity::insert(model)
-        .on_conflict(
-            OnConflict::column(device::Column::DeviceId)
-                .update_columns([
-                    device::Column::Hardware,
-                    device::Column::Version,
-                    device::Column::Channel,
-                    device::Column::LastReportAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+/// Whether the release could be offered to a device running `from`: above it, and `from` at or
+/// above the release's `min_from_version`.
+fn offerable_from(release: &crate::db::firmware::Release, from: &Version) -> bool {
+    let above = Version::parse(&release.row.version).is_ok_and(|v| v > *from);
+    let min_from = release.row.min_from_version.as_deref().map(Version::parse);
+    above && min_from.is_none_or(|m| m.is_ok_and(|m| *from >= m))
 }
 
 #[cfg(test)]

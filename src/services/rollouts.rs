@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::db::entities::{device, rollout, rollout_event, rollout_report_count};
+use crate::db::entities::{device, rollout, rollout_event, rollout_report_count, rollout_uncounted_count};
 use crate::db::rollout_events;
 use crate::domain::rollout::{Command, Position, RolloutState, Stages, apply, bucket};
 use crate::domain::{DeviceId, ReportStatus};
@@ -59,8 +59,12 @@ pub struct RolloutView {
     pub salt: String,
     pub max_failure_rate: f64,
     pub min_reports: i64,
-    /// Devices by their latest status for this rollout's release.
+    /// Devices whose outcomes count towards its health, by their latest status for the release.
     pub counts: BTreeMap<String, u64>,
+    /// Devices whose reports are kept but do not count (not admitted when they first reported,
+    /// from a version the release could not be offered to, or past their account's
+    /// `rollout.max_devices_per_owner`), by status.
+    pub uncounted: BTreeMap<String, u64>,
     /// `failed / (installed + failed)`, or null before any outcome.
     pub failure_rate: Option<f64>,
     pub chain_valid: bool,
@@ -88,19 +92,33 @@ pub fn current_percent(row: &rollout::Model) -> f64 {
     f64::from(current_basis_points(row)) / 100.0
 }
 
+fn by_status(rows: impl IntoIterator<Item = (String, i64)>) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> =
+        ReportStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
+    for (status, devices) in rows {
+        counts.insert(status, devices.max(0) as u64);
+    }
+    counts
+}
+
 /// Report counts by status for a rollout: the devices whose latest report on this release is
-/// attributed to it, from the counters `services::reports::record` keeps.
+/// attributed to it and counts towards its health, from the counters
+/// `services::reports::record` keeps.
 pub async fn counts(db: &impl ConnectionTrait, rollout_id: Uuid) -> Result<BTreeMap<String, u64>, DbErr> {
     let rows = rollout_report_count::Entity::find()
         .filter(rollout_report_count::Column::RolloutId.eq(rollout_id))
         .all(db)
         .await?;
-    let mut counts: BTreeMap<String, u64> =
-        ReportStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
-    for row in rows {
-        counts.insert(row.status, row.devices.max(0) as u64);
-    }
-    Ok(counts)
+    Ok(by_status(rows.into_iter().map(|r| (r.status, r.devices))))
+}
+
+/// The same for the devices it keeps apart.
+pub async fn uncounted(db: &impl ConnectionTrait, rollout_id: Uuid) -> Result<BTreeMap<String, u64>, DbErr> {
+    let rows = rollout_uncounted_count::Entity::find()
+        .filter(rollout_uncounted_count::Column::RolloutId.eq(rollout_id))
+        .all(db)
+        .await?;
+    Ok(by_status(rows.into_iter().map(|r| (r.status, r.devices))))
 }
 
 /// `failed / (installed + failed)`.
@@ -141,6 +159,7 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
     let txn = crate::db::begin_snapshot(&state.db).await?;
     let row = load(&txn, id).await?;
     let counts = counts(&txn, id).await?;
+    let uncounted = uncounted(&txn, id).await?;
     let events = rollout_events::list(&txn, id).await?;
     txn.commit().await?;
     Ok(RolloutView {
@@ -156,6 +175,7 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
         min_reports: row.min_reports,
         failure_rate: failure_rate(&counts),
         counts,
+        uncounted,
         chain_valid: rollout_events::verify_chain(&events, &row).is_ok(),
         problem: problem(&row),
         events: events.into_iter().map(EventView::from).collect(),

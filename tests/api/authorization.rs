@@ -50,6 +50,9 @@ fn decisions() -> BTreeMap<(&'static str, &'static str), Policy> {
         (("post", "/v1/admin/rollouts/{id}/resume"), Admin),
         (("post", "/v1/admin/rollouts/{id}/advance"), Admin),
         (("post", "/v1/admin/rollouts/{id}/abort"), Admin),
+        (("get", "/v1/admin/devices/{device_id}"), Admin),
+        (("delete", "/v1/admin/devices/{device_id}/owner"), Admin),
+        (("delete", "/v1/admin/devices/{device_id}/failures"), Admin),
     ])
 }
 
@@ -83,6 +86,7 @@ async fn every_route_answers_each_kind_of_caller_as_its_policy_says() {
     for (&(method, template), &policy) in &table {
         let path = template
             .replace("{hardware}", "nw-s1")
+            .replace("{device_id}", "d1")
             .replace("{id}", if template.contains("rollouts") { &rollout_id } else { &id });
         let path = match template {
             "/v1/firmware/check" => format!("{path}?hardware=nw-s1&version=0.1.0&device_id=d1"),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
 use futures_util::future::join_all;
-use nowatch_ota::db::entities::{device_report, rollout, rollout_report_count};
+use nowatch_ota::db::entities::{device_report, rollout, rollout_report_count, rollout_uncounted_count};
 use nowatch_ota::services::rollout_engine::tick;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -194,20 +194,26 @@ async fn concurrent_publishes_of_one_release_on_one_channel_make_one_live_rollou
     }
 }
 
-/// The counters of a rollout as stored, next to a recount of its reports.
-async fn counters_and_recount(
-    app: &TestApp,
-    rollout_id: Uuid,
-) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
-    let stored = rollout_report_count::Entity::find()
+type ByStatus = BTreeMap<(bool, String), i64>;
+
+/// The counters of a rollout as stored (counted towards its health or kept apart, by status),
+/// next to a recount of its reports.
+async fn counters_and_recount(app: &TestApp, rollout_id: Uuid) -> (ByStatus, ByStatus) {
+    let counted = rollout_report_count::Entity::find()
         .filter(rollout_report_count::Column::RolloutId.eq(rollout_id))
         .all(&app.state.db)
         .await
         .unwrap()
         .into_iter()
-        .filter(|c| c.devices != 0)
-        .map(|c| (c.status, c.devices))
-        .collect();
+        .map(|c| ((true, c.status), c.devices));
+    let uncounted = rollout_uncounted_count::Entity::find()
+        .filter(rollout_uncounted_count::Column::RolloutId.eq(rollout_id))
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| ((false, c.status), c.devices));
+    let stored = counted.chain(uncounted).filter(|(_, n)| *n != 0).collect();
     let mut recount = BTreeMap::new();
     for report in device_report::Entity::find()
         .filter(device_report::Column::RolloutId.eq(rollout_id))
@@ -215,7 +221,7 @@ async fn counters_and_recount(
         .await
         .unwrap()
     {
-        *recount.entry(report.status).or_insert(0) += 1;
+        *recount.entry((report.counted, report.status)).or_insert(0) += 1;
     }
     (stored, recount)
 }
@@ -245,8 +251,8 @@ async fn a_storm_of_reports_for_the_same_devices_is_counted_exactly() {
         });
         let answers = join_all(calls.map(|(device, status)| {
             app.post(&format!("/v1/firmware/{firmware}/report"))
-                .bearer_auth(app.user_token())
-                .json(&json!({"device_id": device, "status": status, "error": (status == "failed").then_some("E_FLASH")}))
+                .bearer_auth(app.owner_token(&device))
+                .json(&json!({"device_id": device, "status": status, "from_version": "1.0.0", "error": (status == "failed").then_some("E_FLASH")}))
                 .send()
         }))
         .await;
@@ -317,8 +323,8 @@ async fn an_unreadable_rollout_is_skipped_and_shown_and_the_others_are_still_eva
     {
         let response = app
             .post(&format!("/v1/firmware/{failing_release}/report"))
-            .bearer_auth(app.user_token())
-            .json(&json!({"device_id": format!("w-{i}"), "status": status, "channel": "beta"}))
+            .bearer_auth(app.owner_token(&format!("w-{i}")))
+            .json(&json!({"device_id": format!("w-{i}"), "status": status, "channel": "beta", "from_version": "1.0.0"}))
             .send()
             .await
             .unwrap();

@@ -512,7 +512,7 @@ async fn reports_are_idempotent_move_forward_and_update_the_device() {
         ("nw-s1", "1.1.0", Some("stable"))
     );
 
-    let failed: Value = send(json!({"device_id": "watch-8", "status": "failed", "error": "E_FLASH_WRITE"}))
+    let failed: Value = send(json!({"device_id": "watch-8", "status": "failed", "error": "E_FLASH_WRITE", "from_version": "1.0.0"}))
         .await
         .json()
         .await

@@ -41,6 +41,12 @@ impl TestApp {
     pub fn user_token(&self) -> String {
         token(json!({"sub": "uid_user"}))
     }
+
+    /// A token of the account that owns `device` alone: reports sent with it count towards a
+    /// rollout's health whatever `rollout.max_devices_per_owner` is.
+    pub fn owner_token(&self, device: &str) -> String {
+        token(json!({"sub": format!("owner-of-{device}")}))
+    }
 }
 
 /// The application on the embedded defaults plus whatever the test environment selects.

@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod device;
+mod device_trust;
 mod errors;
 mod health;
 mod openapi;

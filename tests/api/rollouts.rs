@@ -50,8 +50,8 @@ async fn rollout(app: &TestApp, rollout: &Value) -> Value {
 async fn report(app: &TestApp, firmware: &str, device: &str, status: &str) {
     let response = app
         .post(&format!("/v1/firmware/{firmware}/report"))
-        .bearer_auth(app.user_token())
-        .json(&json!({"device_id": device, "status": status, "channel": "stable", "error": (status == "failed").then_some("E_BOOT")}))
+        .bearer_auth(app.owner_token(device))
+        .json(&json!({"device_id": device, "status": status, "channel": "stable", "from_version": "1.0.0", "error": (status == "failed").then_some("E_BOOT")}))
         .send()
         .await
         .unwrap();
@@ -170,8 +170,8 @@ async fn a_failing_rollout_halts_by_itself_and_devices_fall_back_to_the_previous
 /// POSTs a report and returns the status code, without asserting it.
 async fn report_status(app: &TestApp, firmware: &str, device: &str, status: &str) -> u16 {
     app.post(&format!("/v1/firmware/{firmware}/report"))
-        .bearer_auth(app.user_token())
-        .json(&json!({"device_id": device, "status": status, "channel": "stable", "error": (status == "failed").then_some("E_BOOT")}))
+        .bearer_auth(app.owner_token(device))
+        .json(&json!({"device_id": device, "status": status, "channel": "stable", "from_version": "1.0.0", "error": (status == "failed").then_some("E_BOOT")}))
         .send()
         .await
         .unwrap()
@@ -439,7 +439,7 @@ async fn the_migration_that_adds_the_counts_fills_them_from_the_reports_already_
     assert_eq!(before, [1, 0, 0, 2, 1]);
 
     // Back to the schema before the counts existed, then forward again.
-    migration::Migrator::down(&app.state.db, Some(2)).await.unwrap();
+    migration::Migrator::down(&app.state.db, Some(3)).await.unwrap();
     migration::Migrator::up(&app.state.db, None).await.unwrap();
     assert_eq!(counts_of(&rollout(&app, &r).await), before);
 }
@@ -456,7 +456,7 @@ async fn the_migration_to_one_live_rollout_per_channel_aborts_duplicates_and_rec
     }
     // Back to the schema an older version ran, and what its races could leave there: a second
     // live rollout on the channel and counters that went wrong.
-    migration::Migrator::down(&app.state.db, Some(1)).await.unwrap();
+    migration::Migrator::down(&app.state.db, Some(2)).await.unwrap();
     let original = uuid::Uuid::parse_str(r["id"].as_str().unwrap()).unwrap();
     let mut twin = rollout_row::Entity::find_by_id(original).one(&app.state.db).await.unwrap().unwrap();
     twin.id = uuid::Uuid::new_v4();

@@ -11,6 +11,9 @@ pub struct Model {
     pub version: String,
     pub channel: Option<String>,
     pub last_report_at: DateTimeUtc,
+    /// The account (token `sub`) the device belongs to; none until its first report after
+    /// migration 5.
+    pub owner: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,10 @@ pub struct Model {
     pub report_count: i64,
     pub first_reported_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Whether its outcome counts towards the rollout's health (decided at the first report).
+    pub counted: bool,
+    /// `failed` reports of the device for the release.
+    pub failures: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
