@@ -6,9 +6,10 @@
 //! A limit set to 0 has no limiter at all. A refusal is [`ApiError::TooManyRequests`]: 429 with
 //! `Retry-After` and a message naming the setting.
 //!
-//! Memory: each limiter keeps one entry per key seen within its period (an atomic timestamp and
-//! the key); [`Limits::forget_idle`], run by the maintenance loop every [`Limits::sweep_every`],
-//! drops the entries whose key could start afresh anyway.
+//! Memory: each limiter keeps one entry per key (the key and an atomic timestamp);
+//! [`Limits::forget_idle`], run by the maintenance loop every [`Limits::sweep_every`], drops the
+//! entries that can no longer refuse anything (`governor` waits two periods to be sure), so the
+//! check limiter holds the devices seen in the last two intervals plus one sweep.
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
@@ -204,6 +205,31 @@ mod tests {
             assert!(limits.report("uid_a", &device).is_ok());
             assert!(limits.check_update(&device).is_ok());
         }
+    }
+
+    #[test]
+    fn forgetting_idle_entries_keeps_devices_within_their_interval_and_drops_the_rest() {
+        let device = DeviceId::parse("watch-1").unwrap();
+        let entries = |limits: &Limits| limits.checks.as_ref().unwrap().limiter.len();
+
+        let hourly = Limits::new(3600, &settings(0));
+        hourly.check_update(&device).unwrap();
+        hourly.forget_idle();
+        assert_eq!(entries(&hourly), 1, "the entry that refuses the next check stays");
+        assert!(hourly.check_update(&device).is_err());
+
+        // Polled, not timed: what matters is that the entry goes once the interval has passed.
+        let every_second = Limits::new(1, &settings(0));
+        every_second.check_update(&device).unwrap();
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(100));
+            every_second.forget_idle();
+            if entries(&every_second) == 0 {
+                break;
+            }
+        }
+        assert_eq!(entries(&every_second), 0, "memory follows the devices seen lately");
+        assert!(every_second.check_update(&device).is_ok());
     }
 
     #[test]
