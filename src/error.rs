@@ -6,7 +6,9 @@
 //! also where the request path and timestamp are filled in. 5xx bodies say only "Internal server
 //! error": the detail goes to the log with the request id.
 
-use actix_web::http::StatusCode;
+use std::time::Duration;
+
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -37,6 +39,10 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
+    /// 429: a per-instance limit was reached; `Retry-After` says when to come back. Built by
+    /// [`ApiError::too_many_requests`], so that the message and the header agree.
+    #[error("too many requests: {message}")]
+    TooManyRequests { message: String, retry_after: Duration },
     /// 416, with the full length for `Content-Range: bytes */len`.
     #[error("range not satisfiable (length {0})")]
     RangeNotSatisfiable(u64),
@@ -73,6 +79,12 @@ impl ApiError {
         Self::Internal(error.into())
     }
 
+    /// A 429: `"<what>; retry after <n> s"`, with `Retry-After: <n>`.
+    pub fn too_many_requests(what: &str, retry_after: Duration) -> Self {
+        let message = format!("{what}; retry after {} s", retry_after_secs(retry_after));
+        Self::TooManyRequests { message, retry_after }
+    }
+
     /// What the client is told.
     pub fn messages(&self) -> Vec<String> {
         match self {
@@ -84,6 +96,7 @@ impl ApiError {
             | Self::RequestTimeout(m)
             | Self::PayloadTooLarge(m)
             | Self::UnsupportedMediaType(m)
+            | Self::TooManyRequests { message: m, .. }
             | Self::BadGateway(m)
             | Self::GatewayTimeout(m)
             | Self::ServiceUnavailable(m) => vec![m.clone()],
@@ -108,6 +121,7 @@ impl ResponseError for ApiError {
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -130,12 +144,21 @@ impl ResponseError for ApiError {
             Self::DatabaseUnavailable(_) => {
                 response.insert_header(("Retry-After", DATABASE_RETRY_AFTER_S.to_string()));
             }
+            Self::TooManyRequests { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
+            }
             _ => {}
         }
         // The path and timestamp are filled in by the request middleware; this body is what a
         // response gets if it ever bypasses it.
         response.json(ErrorBody::new(self.status_code(), self.messages(), ""))
     }
+}
+
+/// `Retry-After` is whole seconds: rounded up, so that a client waiting that long is let in, and
+/// at least 1, since `0` would invite a retry at once that is refused again.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// The NOWATCH error shape.

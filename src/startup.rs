@@ -253,7 +253,8 @@ fn default_message(status: StatusCode, method: &actix_web::http::Method, path: &
     }
 }
 
-/// Periodic maintenance: rollout evaluation, the catalog refresh and the storage sweep.
+/// Periodic maintenance: rollout evaluation, the catalog refresh, forgetting idle limiter
+/// entries and the storage sweep.
 fn spawn_background_tasks(state: web::Data<AppState>) {
     let engine_state = state.clone();
     let every_tick = Duration::from_secs(state.settings.rollout.tick_interval_s);
@@ -274,6 +275,16 @@ fn spawn_background_tasks(state: web::Data<AppState>) {
         loop {
             ticker.tick().await;
             catalog_state.catalog_changed().await;
+        }
+    });
+    let limits_state = state.clone();
+    tokio::spawn(async move {
+        // Without this, every device id ever seen would keep its entry until the process ends.
+        let mut ticker = tokio::time::interval(limits_state.limits.sweep_every());
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            limits_state.limits.forget_idle();
         }
     });
     let every = Duration::from_secs(state.settings.storage.sweep_interval_s.max(1));

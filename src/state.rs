@@ -6,6 +6,7 @@ use crate::auth::JwtVerifier;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
+use crate::services::limits::Limits;
 use crate::signing::{ManifestSigner, ReleaseKeys};
 use crate::storage::BlobStore;
 
@@ -18,6 +19,8 @@ pub struct AppState {
     pub jwt: JwtVerifier,
     /// What update checks answer from, without the database.
     pub catalog: Catalog,
+    /// Request limits of this instance, in memory (checks, reports, new devices).
+    pub limits: Limits,
     pub metrics: Metrics,
 }
 
@@ -39,7 +42,9 @@ impl AppState {
             crate::db::migrate(&db).await?;
         }
         let store = BlobStore::from_settings(&settings.storage).await?;
+        let limits = Limits::from_settings(&settings);
         let state = Self {
+            limits,
             settings,
             db,
             store,

@@ -75,7 +75,7 @@ fn base_url(state: &AppState, req: &HttpRequest) -> String {
 }
 
 /// `GET /v1/firmware/check`: answered from the in-memory catalog, never the database.
-#[utoipa::path(get, path = "/v1/firmware/check", tag = "firmware", security(("bearer" = [])), params(("hardware" = String, Query, description = "Hardware id", example = "nw-s1"), ("version" = String, Query, description = "Installed version (semver)", example = "1.2.0"), ("device_id" = String, Query, description = "Stable device id", example = "watch-0001"), ("channel" = Option<String>, Query, description = "Default: the most stable channel", example = "beta")), responses((status = 200, description = "Install this now", body = CheckResponse, headers(("ETag" = String, description = "Weak validator of the offer"))), (status = 204, description = "Nothing to install"), (status = 304, description = "The offer named by If-None-Match still stands"), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/firmware/check", tag = "firmware", security(("bearer" = [])), params(("hardware" = String, Query, description = "Hardware id", example = "nw-s1"), ("version" = String, Query, description = "Installed version (semver)", example = "1.2.0"), ("device_id" = String, Query, description = "Stable device id", example = "watch-0001"), ("channel" = Option<String>, Query, description = "Default: the most stable channel", example = "beta")), responses((status = 200, description = "Install this now", body = CheckResponse, headers(("ETag" = String, description = "Weak validator of the offer"))), (status = 204, description = "Nothing to install"), (status = 304, description = "The offer named by If-None-Match still stands"), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 429, description = "This device checked again within firmware.min_check_interval_s", body = crate::error::ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until the device may check again")))))]
 pub async fn check(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -89,6 +89,8 @@ pub async fn check(
     let device_id = DeviceId::parse(required(&query.device_id, "device_id")?)
         .map_err(|e| ApiError::field("device_id", e))?;
     let rank = channel_rank(&state, query.channel.as_deref())?;
+    // After the input is known good (bad input stays a 400) and before any selection work.
+    state.limits.check_update(&device_id)?;
 
     let snapshot = state.catalog.snapshot();
     let releases: &[Arc<Offered>] =
@@ -245,7 +247,7 @@ pub async fn keys(state: web::Data<AppState>, caller: OptionalCaller) -> Result<
 }
 
 /// `POST /v1/firmware/{id}/report`.
-#[utoipa::path(post, path = "/v1/firmware/{id}/report", tag = "firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = ReportRequest, responses((status = 200, description = "The device's latest status for this release", body = ReportView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/firmware/{id}/report", tag = "firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = ReportRequest, responses((status = 200, description = "The device's latest status for this release", body = ReportView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody), (status = 429, description = "Too many reports from this account or for this device (limits.*)", body = crate::error::ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until the next report is accepted")))))]
 #[tracing::instrument(skip_all, fields(firmware_id = %id))]
 pub async fn report(
     state: web::Data<AppState>,
@@ -253,6 +255,9 @@ pub async fn report(
     id: web::Path<String>,
     body: web::Json<ReportRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let view = reports::record(&state, &caller, parse_id(&id)?, body.into_inner()).await?;
+    let id = parse_id(&id)?;
+    // Before the service: a flood is turned away without a database transaction.
+    state.limits.report(&caller.sub, &body.device_id)?;
+    let view = reports::record(&state, &caller, id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view))
 }

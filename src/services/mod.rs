@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod cut_offs;
 pub mod devices;
 pub mod floors;
+pub mod limits;
 pub mod releases;
 pub mod reports;
 pub mod rollout_engine;

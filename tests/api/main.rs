@@ -16,6 +16,7 @@ mod device;
 mod device_trust;
 mod errors;
 mod health;
+mod limits;
 mod openapi;
 mod operations;
 mod outages;
