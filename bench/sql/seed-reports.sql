@@ -1,7 +1,8 @@
 -- Reports @from .. @to - 1 inserted directly: copies of the real report of device @tmpl, device
 -- ids bulk-N, statuses cycling through the four that are not "failed" (so the rollout does not
 -- halt itself meanwhile). The rollout's per-status counts (rollout_report_count) move with them,
--- as the service moves them in the report's transaction.
+-- as the service moves them in the report's transaction (the copies count towards health: `counted`
+-- defaults to true).
 -- Usage: sqlite3 DB -cmd '.parameter set @from 1000' -cmd '.parameter set @to 100000' \
 --          -cmd ".parameter set @tmpl \"'http-0'\"" < seed-reports.sql
 .timeout 30000

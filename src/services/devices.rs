@@ -62,7 +62,8 @@ pub async fn claim(
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("device {device_id} vanished")))?;
     if inserted == 1 {
-        let _ = state; // LIMITS-MERGE
+        // A refusal rolls the new row back with the transaction: nothing is created.
+        state.limits.new_device(&caller.sub)?;
         return Ok(row);
     }
     match row.owner.as_deref() {

@@ -273,3 +273,32 @@ async fn a_device_that_failed_a_release_twice_is_not_offered_it_again_until_an_a
     assert_eq!(cleared.json::<Value>().await.unwrap()["reports"][0]["failures"], 0);
     assert_eq!(offered(&app, "watch-1").await.as_deref(), Some("2.0.0"));
 }
+
+#[tokio::test]
+async fn an_account_that_makes_up_devices_is_cut_at_its_daily_allowance_and_nothing_is_created() {
+    use sea_orm::EntityTrait;
+    let app = spawn_app_with(&[("NOWATCH_OTA__LIMITS__NEW_DEVICES_PER_ACCOUNT_PER_DAY", "2")]).await;
+    let (firmware, _) = staged(&app, json!([{"percent": 100}]), json!({})).await;
+    let account = app.user_token();
+    assert_eq!(report_as(&app, &account, &firmware, "w-1", "downloading").await, 200);
+    assert_eq!(report_as(&app, &account, &firmware, "w-2", "downloading").await, 200);
+    let body = json!({"device_id": "w-3", "status": "downloading"});
+    let refused = send(&app, &account, &firmware, body).await;
+    assert!(refused.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_error_shape(refused, 429, &format!("/v1/firmware/{firmware}/report")).await;
+    let w3 = nowatch_ota::db::entities::device::Entity::find_by_id("w-3".to_owned())
+        .one(&app.state.db)
+        .await
+        .unwrap();
+    assert!(w3.is_none(), "a refused report creates no device");
+    assert_eq!(
+        report_as(&app, &account, &firmware, "w-1", "installed").await,
+        200,
+        "its known devices still report"
+    );
+    assert_eq!(
+        report_as(&app, &app.owner_token("w-9"), &firmware, "w-9", "downloading").await,
+        200,
+        "other accounts are not affected"
+    );
+}
