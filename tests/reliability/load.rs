@@ -147,11 +147,11 @@ async fn a_minute_of_mixed_traffic_with_a_rollout_advancing_gives_no_5xx_and_cou
 
     assert_eq!(errors, 0, "no 5xx and no dropped connection under load");
     assert!(requests > seconds * 50, "the load generator ran: {requests}");
-    assert_eq!(
-        view["counts"]["installed"].as_u64(),
-        Some(reports),
-        "every accepted report counted exactly once"
-    );
+    // One token reports for every device here, so at most three count towards health; the
+    // rest are kept apart, and between them every report is there once.
+    let kept =
+        view["counts"]["installed"].as_u64().unwrap() + view["uncounted"]["installed"].as_u64().unwrap();
+    assert_eq!(kept, reports, "every accepted report counted exactly once: {view}");
     assert!(view["stage"].as_i64().unwrap() >= 1, "the rollout advanced underneath: {view}");
     assert_eq!(view["chain_valid"], true);
     // Bounded, not leaking: a leak of even 1 KiB per request would pass 128 MiB within this

@@ -109,23 +109,25 @@ async fn offered_version(client: &reqwest::Client, base: &str, user: &str, devic
     offer.map(|o| o["firmware"]["version"].as_str().unwrap().to_owned())
 }
 
-/// One report; its status and body (`null` when the connection failed: status 0).
+/// One report, as the device's own account (each watch its owner's, so every outcome counts
+/// towards health), from a version the release is offered to; its status and body (`null` when
+/// the connection failed: status 0).
 async fn report(
     client: &reqwest::Client,
     base: &str,
-    user: &str,
+    _user: &str,
     firmware_id: &str,
     device: &str,
     status: &str,
     error: Option<&str>,
 ) -> (u16, Value) {
-    let mut body = json!({"device_id": device, "status": status});
+    let mut body = json!({"device_id": device, "status": status, "from_version": "0.9.0"});
     if let Some(error) = error {
         body["error"] = json!(error);
     }
     let sent = client
         .post(format!("{base}/v1/firmware/{firmware_id}/report"))
-        .bearer_auth(user)
+        .bearer_auth(token(json!({"sub": format!("owner-of-{device}")})))
         .json(&body)
         .send()
         .await;
@@ -275,6 +277,9 @@ async fn each_advance_completion_and_halt_happens_once_with_both_engines_ticking
         .await;
     // A device the bad release's first stage admits gets it from A at once.
     let early = (0..).map(|n| format!("early-{n}")).find(|d| bucket(&salt, d) < 1000).unwrap();
+    // Failures count towards health only from devices the 10 % stage admits.
+    let admitted: Vec<String> =
+        (0..).map(|n| format!("bad-{n}")).filter(|d| bucket(&salt, d) < 1000).take(16).collect();
     assert_eq!(offered_version(client, bases[0], user, &early).await.as_deref(), Some("2.1.0"));
 
     // Healthy outcomes for the good release, failures for the bad one, through both instances.
@@ -293,7 +298,7 @@ async fn each_advance_completion_and_halt_happens_once_with_both_engines_ticking
     }
     for n in 0..12 {
         let base = bases[n % 2];
-        let device = format!("bad-{n}");
+        let device = admitted[n].clone();
         sent.push(tokio::spawn({
             let (client, base, user, bad) = (client.clone(), base.to_owned(), user.to_owned(), bad.clone());
             async move { vec![report(&client, &base, &user, &bad, &device, "failed", Some("boot loop")).await] }
@@ -314,7 +319,7 @@ async fn each_advance_completion_and_halt_happens_once_with_both_engines_ticking
     // every chance to appear.
     for n in 0..4 {
         let (code, body) =
-            report(client, bases[n % 2], user, &bad, &format!("late-{n}"), "failed", Some("boot loop")).await;
+            report(client, bases[n % 2], user, &bad, &admitted[12 + n], "failed", Some("boot loop")).await;
         assert_eq!(code, 200, "{body}");
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -621,10 +626,13 @@ async fn after_kill_9_of_one_instance_the_other_keeps_serving_and_evaluating() {
         &bad,
         json!({"channel": "stable", "min_reports": 6, "stages": [{"percent": 10, "min_duration_s": 3600}, {"percent": 100}]}),
     )
-    .await["id"]
-    .as_str()
-    .unwrap()
-    .to_owned();
+    .await;
+    let admitted: Vec<String> = (0..)
+        .map(|n| format!("bad-{n}"))
+        .filter(|d| bucket(halting["salt"].as_str().unwrap(), d) < 1000)
+        .take(8)
+        .collect();
+    let halting = halting["id"].as_str().unwrap().to_owned();
 
     // Devices on B check and report the good release all along, before and after the kill.
     let stop = Arc::new(AtomicBool::new(false));
@@ -670,7 +678,7 @@ async fn after_kill_9_of_one_instance_the_other_keeps_serving_and_evaluating() {
 
     for n in 0..8 {
         let (code, body) =
-            report(&client, &b.base, &user, &bad, &format!("bad-{n}"), "failed", Some("boot loop")).await;
+            report(&client, &b.base, &user, &bad, &admitted[n], "failed", Some("boot loop")).await;
         assert_eq!(code, 200, "B accepts reports after A died: {body}");
     }
     let halted = wait_for_state(&client, &b.base, &admin, &halting, "halted").await;
