@@ -381,6 +381,10 @@ impl Settings {
         if self.rollout.tick_interval_s == 0 {
             return fail("rollout.tick_interval_s", "must be at least 1");
         }
+        if self.rollout.max_devices_per_owner == 0 {
+            // 0 would count no outcome at all: no rollout could ever halt.
+            return fail("rollout.max_devices_per_owner", "must be at least 1");
+        }
         if self.storage.backend == StorageBackend::S3 && self.firmware.max_upload_bytes > 5 << 30 {
             return fail(
                 "firmware.max_upload_bytes",

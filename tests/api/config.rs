@@ -82,6 +82,7 @@ fn bad_values_are_refused_naming_the_key() {
         ("NOWATCH_OTA__PROXY__UPSTREAM", "backend:3000", "proxy.upstream"),
         ("NOWATCH_OTA__PROXY__UPSTREAM", "http://backend:3000/?x=1", "proxy.upstream"),
         ("NOWATCH_OTA__PROXY__TIMEOUT_S", "0", "proxy.timeout_s"),
+        ("NOWATCH_OTA__ROLLOUT__MAX_DEVICES_PER_OWNER", "0", "rollout.max_devices_per_owner"),
         ("NOWATCH_OTA__PROXY__MAX_BODY_BYTES", "0", "proxy.max_body_bytes"),
         ("NOWATCH_OTA__PROXY__PREFIXES", "/v1/user,v1/session", "proxy.prefixes"),
         ("NOWATCH_OTA__PROXY__PREFIXES", "/v1/user/../admin", "proxy.prefixes"),
