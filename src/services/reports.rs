@@ -247,42 +247,29 @@ async fn count_moves(
     counted: bool,
     moves: &[(ReportStatus, i64)],
 ) -> Result<(), ApiError> {
+    use rollout_report_count::Column;
+    use sea_orm::EntityName;
+    use sea_orm::sea_query::{Alias, Query};
+    // The two tables have the same columns; the column names are taken from one of them.
+    let table = Alias::new(match counted {
+        true => rollout_report_count::Entity.table_name(),
+        false => rollout_uncounted_count::Entity.table_name(),
+    });
     let mut moves = moves.to_vec();
     moves.sort_by_key(|(status, _)| status.as_str());
     for (status, delta) in moves {
-        if counted {
-            use rollout_report_count::{ActiveModel, Column, Entity};
-            let row = ActiveModel {
-                rollout_id: Set(rollout_id),
-                status: Set(status.as_str().to_owned()),
-                devices: Set(delta),
-            };
-            let add = Expr::col((Entity, Column::Devices)).add(delta);
-            Entity::insert(row)
-                .on_conflict(
-                    OnConflict::columns([Column::RolloutId, Column::Status])
-                        .value(Column::Devices, add)
-                        .to_owned(),
-                )
-                .exec_without_returning(db)
-                .await?;
-        } else {
-            use rollout_uncounted_count::{ActiveModel, Column, Entity};
-            let row = ActiveModel {
-                rollout_id: Set(rollout_id),
-                status: Set(status.as_str().to_owned()),
-                devices: Set(delta),
-            };
-            let add = Expr::col((Entity, Column::Devices)).add(delta);
-            Entity::insert(row)
-                .on_conflict(
-                    OnConflict::columns([Column::RolloutId, Column::Status])
-                        .value(Column::Devices, add)
-                        .to_owned(),
-                )
-                .exec_without_returning(db)
-                .await?;
-        }
+        let upsert = Query::insert()
+            .into_table(table.clone())
+            .columns([Column::RolloutId, Column::Status, Column::Devices])
+            .values([rollout_id.into(), status.as_str().into(), delta.into()])
+            .map_err(ApiError::internal)?
+            .on_conflict(
+                OnConflict::columns([Column::RolloutId, Column::Status])
+                    .value(Column::Devices, Expr::col((table.clone(), Column::Devices)).add(delta))
+                    .to_owned(),
+            )
+            .to_owned();
+        db.execute(&upsert).await?;
     }
     Ok(())
 }
