@@ -15,7 +15,8 @@ use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::Clock;
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultHasher;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::{LimitSettings, Settings};
@@ -31,10 +32,18 @@ struct Limit<K: Hash + Eq + Clone> {
     refusal: String,
 }
 
+/// Shards of each limiter's concurrent map. `governor`'s default (4 per core: 8 here) let one
+/// shard grow to hundreds of thousands of devices under a flood of new ids, and growing or
+/// sweeping it held every check that hashed to it: the update check's p99 went from 3 ms to
+/// 14 ms in `bench/run` (bench/PROFILE.md). 256 smaller shards each stall for 1/32 as long.
+const SHARDS: usize = 256;
+
 impl<K: Hash + Eq + Clone> Limit<K> {
     /// `None` for a zero quota: the limit is off and costs nothing.
     fn new(quota: Option<Quota>, refusal: String) -> Option<Self> {
-        Some(Self { limiter: DefaultKeyedRateLimiter::keyed(quota?), refusal })
+        let state = dashmap::DashMap::with_hasher_and_shard_amount(DefaultHasher::default(), SHARDS);
+        let limiter = DefaultKeyedRateLimiter::new(quota?, state, DefaultClock::default());
+        Some(Self { limiter, refusal })
     }
 
     fn check(&self, key: &K) -> Result<(), ApiError> {
