@@ -32,10 +32,10 @@ struct Limit<K: Hash + Eq + Clone> {
     refusal: String,
 }
 
-/// Shards of each limiter's concurrent map. `governor`'s default (4 per core: 8 here) let one
-/// shard grow to hundreds of thousands of devices under a flood of new ids, and growing or
-/// sweeping it held every check that hashed to it: the update check's p99 went from 3 ms to
-/// 14 ms in `bench/run` (bench/PROFILE.md). 256 smaller shards each stall for 1/32 as long.
+/// Shards of each limiter's concurrent map. With `governor`'s default (4 per core) a shard grows
+/// large under a flood of new device ids, and growing or sweeping it holds every check that
+/// hashes to it: the update check's tail latency (bench/PROFILE.md, seventh round). More,
+/// smaller shards stall for shorter.
 const SHARDS: usize = 256;
 
 impl<K: Hash + Eq + Clone> Limit<K> {
