@@ -44,28 +44,29 @@ pub async fn claim(
     {
         return Err(not_yours(device_id));
     }
-    let fresh = device::ActiveModel {
-        device_id: Set(device_id.to_string()),
-        hardware: Set(hardware.to_owned()),
-        version: Set("unknown".to_owned()),
-        channel: Set(None),
-        last_report_at: Set(now),
-        owner: Set(Some(caller.sub.clone())),
+    let fresh = device::Model {
+        device_id: device_id.to_string(),
+        hardware: hardware.to_owned(),
+        version: "unknown".to_owned(),
+        channel: None,
+        last_report_at: now,
+        owner: Some(caller.sub.clone()),
     };
-    let inserted = device::Entity::insert(fresh)
+    let inserted = device::Entity::insert(device::ActiveModel::from(fresh.clone()))
         .on_conflict(OnConflict::column(device::Column::DeviceId).do_nothing().to_owned())
         .exec_without_returning(txn)
         .await?;
+    if inserted == 1 {
+        // A new row is this transaction's alone until it commits: nothing to read back or lock.
+        // A refusal rolls it back with the transaction: nothing is created.
+        state.limits.new_device(&caller.sub)?;
+        return Ok(fresh);
+    }
     let row = device::Entity::find_by_id(device_id.to_string())
         .lock(LockType::NoKeyUpdate)
         .one(txn)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("device {device_id} vanished")))?;
-    if inserted == 1 {
-        // A refusal rolls the new row back with the transaction: nothing is created.
-        state.limits.new_device(&caller.sub)?;
-        return Ok(row);
-    }
     match row.owner.as_deref() {
         Some(owner) if owner == caller.sub => Ok(row),
         Some(_) if caller.devices.is_none() => Err(not_yours(device_id)),
