@@ -50,6 +50,14 @@ impl MigrationTrait for Migration {
             .get_connection()
             .execute_unprepared("UPDATE device_report SET failures = 1 WHERE status = 'failed'")
             .await?;
+        // The retry cut-off is reloaded with every catalog rebuild (every few seconds): a partial
+        // index holds just the devices that failed, not every report.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE INDEX idx_device_report_failed ON device_report (failures) WHERE failures > 0",
+            )
+            .await?;
         for (table, by) in [
             (RolloutCount::UncountedTable.into_iden(), RolloutCount::Status.into_iden()),
             (RolloutCount::OwnerTable.into_iden(), RolloutCount::Owner.into_iden()),
@@ -106,6 +114,7 @@ impl MigrationTrait for Migration {
         ] {
             manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
+        manager.get_connection().execute_unprepared("DROP INDEX IF EXISTS idx_device_report_failed").await?;
         for column in [DeviceReport::Failures, DeviceReport::Counted] {
             manager
                 .alter_table(Table::alter().table(DeviceReport::Table).drop_column(column).to_owned())

@@ -58,6 +58,9 @@ impl CutOffs {
                 .select_only()
                 .column(device_report::Column::DeviceId)
                 .column(device_report::Column::FirmwareId)
+                // `failures > 0` is the partial index's own condition (migration 5), stated so
+                // that SQLite, which does not infer it from `>=`, reads the index too.
+                .filter(device_report::Column::Failures.gt(0))
                 .filter(device_report::Column::Failures.gte(i32::try_from(max).unwrap_or(i32::MAX)))
                 .into_tuple()
                 .all(db)
