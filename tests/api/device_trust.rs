@@ -130,32 +130,27 @@ async fn another_account_cannot_report_for_a_device_nor_learn_its_status() {
     assert_eq!((report.status.as_str(), report.error), ("installed", None));
 }
 
+/// The first of `prefix-0`, `prefix-1`, ... that the update check offers the release to (or not).
+async fn first_device(app: &TestApp, prefix: &str, offered_to: bool) -> String {
+    for i in 0..200 {
+        let device = format!("{prefix}-{i}");
+        if offered(app, &device).await.is_some() == offered_to {
+            return device;
+        }
+    }
+    panic!("none of 200 devices is {}admitted", if offered_to { "" } else { "not " });
+}
+
 #[tokio::test]
 async fn a_device_the_rollout_did_not_admit_or_could_not_be_offered_to_does_not_count() {
     let app = spawn_app().await;
     let (firmware, r) = staged(&app, json!([{"percent": 10}, {"percent": 100}]), json!({})).await;
-    let mut not_admitted = None;
-    for i in 0..200 {
-        let device = format!("w-{i}");
-        if offered(&app, &device).await.is_none() {
-            not_admitted = Some(device);
-            break;
-        }
-    }
-    let not_admitted = not_admitted.expect("one of 200 devices is above a 10 % rollout");
+    let not_admitted = first_device(&app, "w", false).await;
     assert_eq!(
         report_as(&app, &app.owner_token(&not_admitted), &firmware, &not_admitted, "failed").await,
         200
     );
-    let mut admitted = None;
-    for i in 0..200 {
-        let device = format!("v-{i}");
-        if offered(&app, &device).await.is_some() {
-            admitted = Some(device);
-            break;
-        }
-    }
-    let admitted = admitted.expect("one of 200 devices is within a 10 % rollout");
+    let admitted = first_device(&app, "v", true).await;
     // Already on the release's version: it could not have been offered it.
     let body = json!({"device_id": admitted, "status": "failed", "error": "E", "from_version": "2.0.0"});
     assert_eq!(send(&app, &app.owner_token(&admitted), &firmware, body).await.status(), 200);
