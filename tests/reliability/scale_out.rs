@@ -115,7 +115,6 @@ async fn offered_version(client: &reqwest::Client, base: &str, user: &str, devic
 async fn report(
     client: &reqwest::Client,
     base: &str,
-    _user: &str,
     firmware_id: &str,
     device: &str,
     status: &str,
@@ -288,10 +287,10 @@ async fn each_advance_completion_and_halt_happens_once_with_both_engines_ticking
         let base = bases[n % 2];
         let device = format!("ok-{n}");
         sent.push(tokio::spawn({
-            let (client, base, user, good) = (client.clone(), base.to_owned(), user.to_owned(), good.clone());
+            let (client, base, good) = (client.clone(), base.to_owned(), good.clone());
             async move {
-                let first = report(&client, &base, &user, &good, &device, "downloading", None).await;
-                let then = report(&client, &base, &user, &good, &device, "installed", None).await;
+                let first = report(&client, &base, &good, &device, "downloading", None).await;
+                let then = report(&client, &base, &good, &device, "installed", None).await;
                 vec![first, then]
             }
         }));
@@ -300,8 +299,8 @@ async fn each_advance_completion_and_halt_happens_once_with_both_engines_ticking
         let base = bases[n % 2];
         let device = admitted[n].clone();
         sent.push(tokio::spawn({
-            let (client, base, user, bad) = (client.clone(), base.to_owned(), user.to_owned(), bad.clone());
-            async move { vec![report(&client, &base, &user, &bad, &device, "failed", Some("boot loop")).await] }
+            let (client, base, bad) = (client.clone(), base.to_owned(), bad.clone());
+            async move { vec![report(&client, &base, &bad, &device, "failed", Some("boot loop")).await] }
         }));
     }
     for task in sent {
@@ -319,7 +318,7 @@ async fn each_advance_completion_and_halt_happens_once_with_both_engines_ticking
     // every chance to appear.
     for n in 0..4 {
         let (code, body) =
-            report(client, bases[n % 2], user, &bad, &admitted[12 + n], "failed", Some("boot loop")).await;
+            report(client, bases[n % 2], &bad, &admitted[12 + n], "failed", Some("boot loop")).await;
         assert_eq!(code, 200, "{body}");
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -413,7 +412,7 @@ fn script(device: usize) -> Vec<Vec<(&'static str, Option<&'static str>)>> {
 async fn every_report_of_a_storm_through_both_instances_is_counted_once() {
     const DEVICES: usize = 64;
     let pair = Pair::start().await;
-    let (client, admin, user) = (&pair.client, pair.admin.as_str(), pair.user.as_str());
+    let (client, admin) = (&pair.client, pair.admin.as_str());
     let firmware_id = pair.upload("3.0.0", 3).await;
     let (rollout_id, _) = pair
         .publish(
@@ -425,7 +424,7 @@ async fn every_report_of_a_storm_through_both_instances_is_counted_once() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for d in 0..DEVICES {
-        let (client, user, firmware_id) = (client.clone(), user.to_owned(), firmware_id.clone());
+        let (client, firmware_id) = (client.clone(), firmware_id.clone());
         let bases = [("A", pair.a.base.clone()), ("B", pair.b.base.clone())];
         tasks.push(tokio::spawn(async move {
             let device = format!("storm-{d}");
@@ -434,17 +433,11 @@ async fn every_report_of_a_storm_through_both_instances_is_counted_once() {
                 let mut step_sends = Vec::new();
                 for (status, error) in step {
                     for (instance, base) in &bases {
-                        let (client, user, firmware_id, device, base, instance) = (
-                            client.clone(),
-                            user.clone(),
-                            firmware_id.clone(),
-                            device.clone(),
-                            base.clone(),
-                            *instance,
-                        );
+                        let (client, firmware_id, device, base, instance) =
+                            (client.clone(), firmware_id.clone(), device.clone(), base.clone(), *instance);
                         step_sends.push(tokio::spawn(async move {
                             let (code, body) =
-                                report(&client, &base, &user, &firmware_id, &device, status, error).await;
+                                report(&client, &base, &firmware_id, &device, status, error).await;
                             Sent { device, instance, status, error, code, body }
                         }));
                     }
@@ -652,7 +645,7 @@ async fn after_kill_9_of_one_instance_the_other_keeps_serving_and_evaluating() {
                     failures.push(e);
                 }
                 for status in ["downloading", "installed"] {
-                    let (code, body) = report(&client, &base, &user, &good, &device, status, None).await;
+                    let (code, body) = report(&client, &base, &good, &device, status, None).await;
                     if code != 200 {
                         failures.push(format!("report {status} of {device}: {code} {body}"));
                     }
@@ -677,7 +670,7 @@ async fn after_kill_9_of_one_instance_the_other_keeps_serving_and_evaluating() {
     assert!(client.get(format!("{a_base}/healthz")).send().await.is_err(), "A is gone");
 
     for device in &admitted {
-        let (code, body) = report(&client, &b.base, &user, &bad, device, "failed", Some("boot loop")).await;
+        let (code, body) = report(&client, &b.base, &bad, device, "failed", Some("boot loop")).await;
         assert_eq!(code, 200, "B accepts reports after A died: {body}");
     }
     let halted = wait_for_state(&client, &b.base, &admin, &halting, "halted").await;
