@@ -78,7 +78,7 @@ fn base_url(state: &AppState, req: &HttpRequest) -> String {
 #[utoipa::path(get, path = "/v1/firmware/check", tag = "firmware", security(("bearer" = [])), params(("hardware" = String, Query, description = "Hardware id", example = "nw-s1"), ("version" = String, Query, description = "Installed version (semver)", example = "1.2.0"), ("device_id" = String, Query, description = "Stable device id", example = "watch-0001"), ("channel" = Option<String>, Query, description = "Default: the most stable channel", example = "beta")), responses((status = 200, description = "Install this now", body = CheckResponse, headers(("ETag" = String, description = "Weak validator of the offer"))), (status = 204, description = "Nothing to install"), (status = 304, description = "The offer named by If-None-Match still stands"), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 429, description = "This device checked again within firmware.min_check_interval_s", body = crate::error::ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until the device may check again")))))]
 pub async fn check(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     req: HttpRequest,
     query: web::Query<CheckQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -90,7 +90,7 @@ pub async fn check(
         .map_err(|e| ApiError::field("device_id", e))?;
     let rank = channel_rank(&state, query.channel.as_deref())?;
     // After the input is known good (bad input stays a 400) and before any selection work.
-    state.limits.check_update(&device_id)?;
+    state.limits.check_update(&caller.sub, &device_id)?;
 
     let snapshot = state.catalog.snapshot();
     let releases: &[Arc<Offered>] =

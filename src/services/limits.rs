@@ -68,7 +68,10 @@ fn spread(per: u32, period: Duration) -> Option<Quota> {
 
 /// The limits of this instance, in [`crate::state::AppState`].
 pub struct Limits {
-    checks: Option<Limit<DeviceId>>,
+    /// Keyed by [`Limits::check_key`]: the token's account and the device together.
+    checks: Option<Limit<u64>>,
+    /// The process's random key for [`Limits::check_key`].
+    check_keys: std::hash::RandomState,
     reports_by_account: Option<Limit<String>>,
     reports_by_device: Option<Limit<DeviceId>>,
     new_devices: Option<Limit<String>>,
@@ -89,6 +92,7 @@ impl Limits {
             limits.new_devices_per_account_per_day,
         );
         Self {
+            check_keys: std::hash::RandomState::new(),
             checks: Limit::new(
                 Quota::with_period(interval),
                 format!(
@@ -124,8 +128,17 @@ impl Limits {
 
     /// An update check by `device`: at most one per `firmware.min_check_interval_s`. In memory:
     /// the check path still never touches the database.
-    pub fn check_update(&self, device: &DeviceId) -> Result<(), ApiError> {
-        self.checks.as_ref().map_or(Ok(()), |limit| limit.check(device))
+    /// Keyed by the account and the device together, so a token that sends another account's
+    /// device id spends its own allowance, never the watch's.
+    pub fn check_update(&self, sub: &str, device: &DeviceId) -> Result<(), ApiError> {
+        self.checks.as_ref().map_or(Ok(()), |limit| limit.check(&self.check_key(sub, device)))
+    }
+
+    /// A 64-bit SipHash of (account, device) under a per-process random key: collisions are out
+    /// of a client's reach, and an entry holds 8 bytes of key instead of two strings.
+    fn check_key(&self, sub: &str, device: &DeviceId) -> u64 {
+        use std::hash::BuildHasher;
+        self.check_keys.hash_one((sub, device.as_str()))
     }
 
     /// A report by account `sub` for `device`, before it is recorded. The account's allowance is
@@ -212,7 +225,7 @@ mod tests {
         for _ in 0..1000 {
             assert!(limits.new_device("uid_a").is_ok());
             assert!(limits.report("uid_a", &device).is_ok());
-            assert!(limits.check_update(&device).is_ok());
+            assert!(limits.check_update("uid_a", &device).is_ok());
         }
     }
 
@@ -222,14 +235,14 @@ mod tests {
         let entries = |limits: &Limits| limits.checks.as_ref().unwrap().limiter.len();
 
         let hourly = Limits::new(3600, &settings(0));
-        hourly.check_update(&device).unwrap();
+        hourly.check_update("uid_a", &device).unwrap();
         hourly.forget_idle();
         assert_eq!(entries(&hourly), 1, "the entry that refuses the next check stays");
-        assert!(hourly.check_update(&device).is_err());
+        assert!(hourly.check_update("uid_a", &device).is_err());
 
         // Polled, not timed: what matters is that the entry goes once the interval has passed.
         let every_second = Limits::new(1, &settings(0));
-        every_second.check_update(&device).unwrap();
+        every_second.check_update("uid_a", &device).unwrap();
         for _ in 0..100 {
             std::thread::sleep(Duration::from_millis(100));
             every_second.forget_idle();
@@ -238,7 +251,7 @@ mod tests {
             }
         }
         assert_eq!(entries(&every_second), 0, "memory follows the devices seen lately");
-        assert!(every_second.check_update(&device).is_ok());
+        assert!(every_second.check_update("uid_a", &device).is_ok());
     }
 
     #[test]

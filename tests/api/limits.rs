@@ -100,6 +100,16 @@ async fn a_device_checking_again_within_the_interval_is_told_when_to_come_back()
 }
 
 #[tokio::test]
+async fn another_account_checking_with_a_device_id_does_not_spend_that_device_s_allowance() {
+    let app = spawn_app_with(&[("NOWATCH_OTA__FIRMWARE__MIN_CHECK_INTERVAL_S", "60")]).await;
+    let query = "/v1/firmware/check?hardware=nw-s1&version=1.0.0&device_id=watch-1";
+    let mallory = crate::helpers::token(serde_json::json!({"sub": "mallory"}));
+    assert_eq!(app.get(query).bearer_auth(&mallory).send().await.unwrap().status(), 204);
+    let own = app.get(query).bearer_auth(app.user_token()).send().await.unwrap();
+    assert_eq!(own.status(), 204, "a device id sent by another token kept the watch from checking");
+}
+
+#[tokio::test]
 async fn a_device_told_to_come_back_is_answered_again_after_the_interval() {
     let app = spawn_app_with(&[("NOWATCH_OTA__FIRMWARE__MIN_CHECK_INTERVAL_S", "1")]).await;
     // Two checks in a row are normally well within a second; on a loaded machine they may not
