@@ -12,7 +12,8 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["signing.retired_public_keys", "firmware.channels", "proxy.prefixes"];
+const LIST_KEYS: &[&str] =
+    &["signing.retired_public_keys", "firmware.channels", "proxy.prefixes", "server.trusted_proxies"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,10 +39,32 @@ pub struct ServerSettings {
     pub host: String,
     pub port: u16,
     pub public_url: String,
+    /// Addresses or CIDR networks whose forwarding headers are believed; see [`Self::trusted`].
+    pub trusted_proxies: Vec<String>,
     pub max_json_bytes: usize,
     pub workers: usize,
     /// Seconds in-flight requests get to finish on shutdown (actix's `shutdown_timeout`).
     pub shutdown_grace_s: u64,
+}
+
+impl ServerSettings {
+    /// `trusted_proxies` parsed: a bare address is a network of one.
+    pub fn trusted(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|raw| raw.trim())
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| {
+                raw.parse::<ipnet::IpNet>()
+                    .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "`server.trusted_proxies`: {raw:?} is neither an IP address nor a CIDR network"
+                        ))
+                    })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -394,6 +417,7 @@ impl Settings {
         if !self.server.public_url.is_empty() && url::Url::parse(&self.server.public_url).is_err() {
             return fail("server.public_url", "must be an absolute URL");
         }
+        self.server.trusted()?;
         self.proxy.validate()?;
         if self.production {
             if self.signing.key_file.is_empty() {
@@ -404,6 +428,12 @@ impl Settings {
             }
             if hs && self.auth.hs_secret == DEV_HS_SECRET {
                 return fail("auth.hs_secret", "NOWATCH_OTA_ENV=production refuses the dev JWT secret");
+            }
+            if self.server.public_url.is_empty() {
+                return fail(
+                    "server.public_url",
+                    "NOWATCH_OTA_ENV=production needs the URL devices reach this service at (download links)",
+                );
             }
         }
         Ok(())

@@ -32,6 +32,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 405 with `Allow`: a method this path never takes.
+    #[error("method not allowed: {message}")]
+    MethodNotAllowed { message: String, allow: &'static str },
     /// 408: the client stopped sending a body it announced.
     #[error("request timeout: {0}")]
     RequestTimeout(String),
@@ -97,6 +100,7 @@ impl ApiError {
             | Self::PayloadTooLarge(m)
             | Self::UnsupportedMediaType(m)
             | Self::TooManyRequests { message: m, .. }
+            | Self::MethodNotAllowed { message: m, .. }
             | Self::BadGateway(m)
             | Self::GatewayTimeout(m)
             | Self::ServiceUnavailable(m) => vec![m.clone()],
@@ -118,6 +122,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -146,6 +151,9 @@ impl ResponseError for ApiError {
             }
             Self::TooManyRequests { retry_after, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
+            }
+            Self::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, *allow));
             }
             _ => {}
         }

@@ -34,7 +34,8 @@ impl Application {
             anyhow::anyhow!("`server.host`/`server.port`: cannot listen on {}:{}: {e}", address.0, address.1)
         })?;
         let port = listener.local_addr()?.port();
-        let proxy = Proxy::from_settings(&state.settings.proxy, ProxyMetrics::new(&state.metrics))?;
+        let trusted = state.settings.server.trusted()?;
+        let proxy = Proxy::from_settings(&state.settings.proxy, trusted, ProxyMetrics::new(&state.metrics))?;
         let app_state = state.clone();
         let unread_limit = Duration::from_secs(state.settings.firmware.download_idle_timeout_s);
         let mut server = HttpServer::new(move || {

@@ -1,5 +1,7 @@
 //! Header rules for both directions: hop-by-hop headers (RFC 9110 §7.6.1, plus every header the
-//! `Connection` header names) stop at this hop; everything else passes unchanged.
+//! `Connection` header names) stop at this hop; everything else passes unchanged, except the
+//! forwarding headers, which only a trusted proxy may write (`server.trusted_proxies`): from
+//! any other peer they are replaced by what this hop saw itself.
 
 use std::net::IpAddr;
 
@@ -25,6 +27,7 @@ const HOP_BY_HOP: &[&str] = &[
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The headers of `from` that may cross this hop, minus `also_drop` (lower-case names).
 pub fn end_to_end<'a>(
@@ -39,6 +42,14 @@ pub fn end_to_end<'a>(
     })
 }
 
+/// Headers by which an answer tells the server in front to do something else than pass it on:
+/// nginx's `X-Accel-*` (serve an internal location, throttle, buffer), Apache's and lighttpd's
+/// send-file. Only this service's own download answers may carry them.
+pub fn steers_a_front_server(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("x-accel-") || name == "x-sendfile" || name == "x-lighttpd-send-file"
+}
+
 /// The header names listed in every `Connection` header.
 fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
     headers
@@ -50,11 +61,11 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// `X-Forwarded-For` with `peer` appended to what the client (or a proxy before us) sent.
-pub fn forwarded_for(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<String> {
+/// `X-Forwarded-For`: `peer` appended to what a trusted proxy before us sent, else `peer` alone.
+pub fn forwarded_for(headers: &HeaderMap, peer: Option<IpAddr>, trusted: bool) -> Option<String> {
     let mut chain = String::new();
     let earlier = headers.get_all(&X_FORWARDED_FOR).filter_map(|v| v.to_str().ok()).map(str::trim);
-    for hop in earlier.filter(|v| !v.is_empty()) {
+    for hop in earlier.filter(|v| trusted && !v.is_empty()) {
         push_separator(&mut chain);
         chain.push_str(hop);
     }
@@ -92,15 +103,44 @@ fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
-/// The scheme and host the client asked for, as a proxy before us reports them (`Forwarded`,
-/// then `X-Forwarded-Proto` / `X-Forwarded-Host`), else as this connection has them: the rules
-/// of actix-web's `ConnectionInfo`, which also formats the peer's address into a new `String`
-/// on every request, a cost the proxy does not need.
-pub fn client_scheme_and_host(req: &HttpRequest) -> (&str, &str) {
+/// `peer` as a string: what `X-Real-IP` carries.
+pub fn ip_string(peer: IpAddr) -> String {
+    let mut out = String::new();
+    push_ip(&mut out, peer);
+    out
+}
+
+/// A `Forwarded` element (RFC 7239) of what this hop saw: `for=1.2.3.4;proto=http;host="h"`.
+pub fn forwarded_element(peer: Option<IpAddr>, scheme: &str, host: &str) -> String {
+    let mut out = String::from("for=");
+    match peer {
+        Some(IpAddr::V4(v4)) => push_ip(&mut out, IpAddr::V4(v4)),
+        Some(IpAddr::V6(v6)) => out.push_str(&format!("\"[{v6}]\"")),
+        None => out.push_str("unknown"),
+    }
+    out.push_str(";proto=");
+    out.push_str(scheme);
+    out.push_str(";host=\"");
+    for c in host.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The scheme and host the client asked for: as a trusted proxy before us reports them
+/// (`Forwarded`, then `X-Forwarded-Proto` / `X-Forwarded-Host`), else as this connection has
+/// them. The rules of actix-web's `ConnectionInfo`, which believes any client's headers and
+/// formats the peer's address into a new `String` on every request.
+pub fn client_scheme_and_host(req: &HttpRequest, trusted: bool) -> (&str, &str) {
     let (mut scheme, mut host) = (None, None);
     let pairs = req
         .headers()
         .get_all(header::FORWARDED)
+        .filter(|_| trusted)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split([';', ',']))
         .filter_map(|pair| pair.trim().split_once('='));
@@ -113,6 +153,9 @@ pub fn client_scheme_and_host(req: &HttpRequest) -> (&str, &str) {
         }
     }
     let first_of = |name: &HeaderName| {
+        if !trusted {
+            return None;
+        }
         let value = req.headers().get(name)?.to_str().ok()?;
         value.split(',').next().map(str::trim)
     };
@@ -150,14 +193,43 @@ mod tests {
     }
 
     #[test]
-    fn x_forwarded_for_appends_the_peer() {
+    fn headers_that_steer_a_front_server_are_recognised() {
+        for name in [
+            "x-accel-redirect",
+            "x-accel-limit-rate",
+            "x-accel-whatever",
+            "x-sendfile",
+            "x-lighttpd-send-file",
+        ] {
+            assert!(steers_a_front_server(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["x-accelerate", "content-type", "x-request-id"] {
+            assert!(!steers_a_front_server(&HeaderName::from_static(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn x_forwarded_for_appends_the_peer_to_a_trusted_chain_and_replaces_any_other() {
         let mut headers = HeaderMap::new();
         let peer = Some("10.0.0.9".parse().unwrap());
-        assert_eq!(forwarded_for(&headers, peer).as_deref(), Some("10.0.0.9"));
+        assert_eq!(forwarded_for(&headers, peer, true).as_deref(), Some("10.0.0.9"));
         headers.append(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.7"));
         headers.append(X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.2"));
-        assert_eq!(forwarded_for(&headers, peer).as_deref(), Some("203.0.113.7, 198.51.100.2, 10.0.0.9"));
-        assert_eq!(forwarded_for(&headers, None).as_deref(), Some("203.0.113.7, 198.51.100.2"));
+        assert_eq!(
+            forwarded_for(&headers, peer, true).as_deref(),
+            Some("203.0.113.7, 198.51.100.2, 10.0.0.9")
+        );
+        assert_eq!(forwarded_for(&headers, None, true).as_deref(), Some("203.0.113.7, 198.51.100.2"));
+        assert_eq!(forwarded_for(&headers, peer, false).as_deref(), Some("10.0.0.9"));
+        assert_eq!(forwarded_for(&headers, None, false), None);
+    }
+
+    #[test]
+    fn a_forwarded_element_quotes_ipv6_and_the_host() {
+        let v4 = forwarded_element(Some("10.0.0.9".parse().unwrap()), "http", "ota.example:8080");
+        assert_eq!(v4, r#"for=10.0.0.9;proto=http;host="ota.example:8080""#);
+        let v6 = forwarded_element(Some("2001:db8::7".parse().unwrap()), "https", r#"a"b\c"#);
+        assert_eq!(v6, r#"for="[2001:db8::7]";proto=https;host="a\"b\\c""#);
     }
 
     #[test]
@@ -171,16 +243,17 @@ mod tests {
     }
 
     #[test]
-    fn scheme_and_host_come_from_forwarded_then_x_forwarded_then_the_request() {
+    fn scheme_and_host_come_from_a_trusted_forwarded_then_x_forwarded_then_the_request() {
         use actix_web::test::TestRequest;
         let plain = TestRequest::default().insert_header(("host", "ota.example:8080")).to_http_request();
-        assert_eq!(client_scheme_and_host(&plain), ("http", "ota.example:8080"));
+        assert_eq!(client_scheme_and_host(&plain, true), ("http", "ota.example:8080"));
         let behind_lb = TestRequest::default()
             .insert_header(("host", "10.0.0.5"))
             .insert_header(("x-forwarded-proto", "https, http"))
             .insert_header(("x-forwarded-host", "api.nowatch.example"))
             .to_http_request();
-        assert_eq!(client_scheme_and_host(&behind_lb), ("https", "api.nowatch.example"));
+        assert_eq!(client_scheme_and_host(&behind_lb, true), ("https", "api.nowatch.example"));
+        assert_eq!(client_scheme_and_host(&behind_lb, false), ("http", "10.0.0.5"));
         let forwarded = TestRequest::default()
             .insert_header(("host", "10.0.0.5"))
             .insert_header(("x-forwarded-host", "ignored.example"))
@@ -189,6 +262,7 @@ mod tests {
                 r#"for=192.0.2.60;Proto=https;host="ota.nowatch.example", for=10.0.0.1"#,
             ))
             .to_http_request();
-        assert_eq!(client_scheme_and_host(&forwarded), ("https", "ota.nowatch.example"));
+        assert_eq!(client_scheme_and_host(&forwarded, true), ("https", "ota.nowatch.example"));
+        assert_eq!(client_scheme_and_host(&forwarded, false), ("http", "10.0.0.5"));
     }
 }

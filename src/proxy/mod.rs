@@ -30,9 +30,28 @@ use crate::error::ApiError;
 use crate::startup::PassThrough;
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
-/// Request headers this hop replaces rather than passes on (besides the hop-by-hop ones).
-const REPLACED_REQUEST_HEADERS: &[&str] =
-    &["host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"];
+/// Request headers this hop replaces rather than passes on (besides the hop-by-hop ones). The
+/// forwarding headers of a trusted proxy are put back, see [`Forwarder::upstream_request`].
+const REPLACED_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// The methods forwarded; `CONNECT` (a tunnel), `TRACE` (echoes cookies back) and any other
+/// are 405 here and never reach the backend.
+const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+fn forwarded_method(method: &actix_web::http::Method) -> bool {
+    use actix_web::http::Method;
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS]
+        .contains(method)
+}
 
 /// What became of a proxied request, for the metrics hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +143,8 @@ pub struct Proxy {
     max_connections: usize,
     tls: Arc<rustls::ClientConfig>,
     metrics: ProxyMetrics,
+    /// `server.trusted_proxies`: peers whose forwarding headers are passed on.
+    trusted: Vec<ipnet::IpNet>,
 }
 
 /// `proxy.upstream`, parsed once: each request's target is put together from these parts and
@@ -178,7 +199,11 @@ impl Upstream {
 
 impl Proxy {
     /// Resolves validated settings; fails only if TLS cannot be set up.
-    pub fn from_settings(settings: &ProxySettings, metrics: ProxyMetrics) -> anyhow::Result<Arc<Self>> {
+    pub fn from_settings(
+        settings: &ProxySettings,
+        trusted: Vec<ipnet::IpNet>,
+        metrics: ProxyMetrics,
+    ) -> anyhow::Result<Arc<Self>> {
         let upstream = match settings.upstream.as_str() {
             "" => None,
             raw => Some(Upstream::parse(raw)?),
@@ -202,6 +227,7 @@ impl Proxy {
             max_connections: settings.max_connections,
             tls: Arc::new(tls),
             metrics,
+            trusted,
         }))
     }
 
@@ -262,6 +288,11 @@ impl Forwarder {
             self.proxy.metrics.record(tag, outcome);
             error
         };
+        if !forwarded_method(req.method()) {
+            let message =
+                format!("method: {} is not forwarded; use one of {FORWARDED_METHODS}", req.method());
+            return Err(ApiError::MethodNotAllowed { message, allow: FORWARDED_METHODS });
+        }
         let Some(upstream) = &self.proxy.upstream else {
             let error = ApiError::ServiceUnavailable("this part of the API is not available here".into());
             return Err(failed(Outcome::NoUpstream, error, &"`proxy.upstream` is empty"));
@@ -343,13 +374,29 @@ impl Forwarder {
             outgoing.append(name.clone(), value.clone());
         }
         outgoing.insert(header::HOST, upstream.host.clone());
-        // Scheme and host as the client (or a load balancer before us) saw them.
-        let (scheme, host) = headers::client_scheme_and_host(req);
-        let forwarded_for = headers::forwarded_for(req.headers(), req.peer_addr().map(|a| a.ip()));
+        // Scheme and host as the client saw them: a trusted load balancer before us says so,
+        // anyone else's say is replaced by what this connection shows.
+        let peer = req.peer_addr().map(|a| a.ip());
+        let trusted = peer.is_some_and(|ip| self.proxy.trusted.iter().any(|net| net.contains(&ip)));
+        let (scheme, host) = headers::client_scheme_and_host(req, trusted);
+        let forwarded_for = headers::forwarded_for(req.headers(), peer, trusted);
+        if trusted {
+            for name in [header::FORWARDED, headers::X_REAL_IP] {
+                for value in req.headers().get_all(&name) {
+                    outgoing.append(name.clone(), value.clone());
+                }
+            }
+        }
+        let (forwarded, real_ip) = match trusted {
+            true => (None, None),
+            false => (Some(headers::forwarded_element(peer, scheme, host)), peer.map(headers::ip_string)),
+        };
         let added = [
             (headers::X_FORWARDED_FOR, forwarded_for.as_deref()),
             (headers::X_FORWARDED_PROTO, Some(scheme)),
             (headers::X_FORWARDED_HOST, Some(host)),
+            (header::FORWARDED, forwarded.as_deref()),
+            (headers::X_REAL_IP, real_ip.as_deref()),
             (REQUEST_ID_HEADER, Some(request_id).filter(|id| !id.is_empty())),
         ];
         for (name, value) in added {
@@ -388,13 +435,16 @@ fn content_length(answer: &awc::ClientResponse) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Our response's head: the upstream's status and end-to-end headers; the request is marked
+/// Our response's head: the upstream's status and end-to-end headers, less those a server in
+/// front would obey (the backend may not make nginx serve a blob); the request is marked
 /// [`PassThrough`].
 fn pass_back(req: &HttpRequest, answer: &awc::ClientResponse) -> actix_web::HttpResponseBuilder {
     req.extensions_mut().insert(PassThrough);
     let mut response = HttpResponse::build(answer.status());
     for (name, value) in headers::end_to_end(answer.headers(), &[]) {
-        response.append_header((name.clone(), value.clone()));
+        if !headers::steers_a_front_server(name) {
+            response.append_header((name.clone(), value.clone()));
+        }
     }
     response
 }

@@ -1,19 +1,25 @@
-//! Which paths the proxy may forward. Decisions are made on the percent-decoded path, so an
-//! encoding cannot make a path look like one prefix here and resolve to another route upstream.
+//! Which paths the proxy may forward. Decisions are made on every percent-decoding of the path,
+//! down to the form that no longer changes, so an encoding cannot make a path look like one
+//! prefix here and resolve to another route upstream, however many times a backend (or a
+//! framework behind it) decodes it.
 
 use std::borrow::Cow;
 
 use percent_encoding::percent_decode;
+use unicode_normalization::UnicodeNormalization;
 
-/// How many rounds of percent-decoding are checked: enough that a double-encoded `%252e%252e`
-/// cannot reach a backend (or a framework behind it) that decodes twice.
-const DECODE_ROUNDS: usize = 3;
+/// Decoding rounds before a path that still changes is refused: no client needs a path encoded
+/// eight times over, and the bound keeps the work per request small.
+const MAX_DECODE_ROUNDS: usize = 8;
 
-/// Why a path is refused, or `None` if it is safe to forward: no `.` or `..` segment (also
-/// percent-encoded, once or more, and also before a `;` parameter), no backslash, no NUL.
+/// Why a path is refused, or `None` if it is safe to forward. Refused, in any of its decodings:
+/// a dot segment (also with whitespace around it, before a `;` parameter, or spelt with
+/// compatibility characters such as fullwidth dots that NFKC folds to `.`), a backslash, NUL,
+/// bytes that are not UTF-8 (overlong `%c0%ae` among them); and a path still changing after
+/// [`MAX_DECODE_ROUNDS`].
 pub fn unsafe_path(raw: &str) -> Option<&'static str> {
     let mut current: Cow<'_, [u8]> = Cow::Borrowed(raw.as_bytes());
-    for _ in 0..DECODE_ROUNDS {
+    for _ in 0..MAX_DECODE_ROUNDS {
         if let Some(why) = unsafe_bytes(&current) {
             return Some(why);
         }
@@ -23,7 +29,7 @@ pub fn unsafe_path(raw: &str) -> Option<&'static str> {
         }
         current = Cow::Owned(decoded.into_owned());
     }
-    unsafe_bytes(&current)
+    Some("a path may not be percent-encoded more than 8 times over")
 }
 
 fn unsafe_bytes(path: &[u8]) -> Option<&'static str> {
@@ -33,11 +39,22 @@ fn unsafe_bytes(path: &[u8]) -> Option<&'static str> {
     if path.contains(&0) {
         return Some("a path may not contain NUL");
     }
-    let dot_segment = path.split(|b| *b == b'/').any(|segment| {
-        let name = segment.split(|b| *b == b';').next().unwrap_or_default();
-        name == b"." || name == b".."
-    });
-    dot_segment.then_some("a path may not contain . or .. segments")
+    let Ok(path) = std::str::from_utf8(path) else {
+        return Some("a path must be UTF-8 once percent-decoded");
+    };
+    path.split('/').any(dot_segment).then_some("a path may not contain . or .. segments")
+}
+
+/// `.` or `..`, before any `;` parameter, once trimmed of whitespace and, if not ASCII, folded
+/// by NFKC (which makes `\u{ff0e}` a `.` and `\u{2025}` a `..`).
+fn dot_segment(segment: &str) -> bool {
+    let is_dots = |name: &str| matches!(name.trim(), "." | "..");
+    let name = segment.split(';').next().unwrap_or_default();
+    if name.is_ascii() {
+        return is_dots(name);
+    }
+    let folded: String = name.nfkc().collect();
+    is_dots(folded.split(';').next().unwrap_or_default())
 }
 
 /// The configured prefixes, each with the tag it reports under (its last segment).
@@ -90,12 +107,27 @@ mod tests {
             "/v1/user\\..\\admin",
             "/v1/user/%5c",
             "/v1/user/%00",
+            "/v1/user/%2525252e%2525252e/admin",
+            "/v1/user/..%20/admin",
+            "/v1/user/%09../admin",
+            "/v1/user/%c0%ae%c0%ae/admin",
+            "/v1/user/%ef%bc%8e%ef%bc%8e/admin",
+            "/v1/user/%e2%80%a5",
+            "/v1/user/%ff",
+            "/v1/user/%25252525252525252541",
         ] {
             assert!(unsafe_path(path).is_some(), "{path}");
         }
-        for path in
-            ["/v1/user", "/v1/user/x", "/v1/user/...", "/v1/user/.x", "/v1/user/a%20b", "/v1/user/%25"]
-        {
+        for path in [
+            "/v1/user",
+            "/v1/user/x",
+            "/v1/user/...",
+            "/v1/user/.x",
+            "/v1/user/a%20b",
+            "/v1/user/%25",
+            "/v1/user/%e2%9c%93",
+            "/v1/user/%2525",
+        ] {
             assert_eq!(unsafe_path(path), None, "{path}");
         }
     }

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_multipart::{Field, Multipart};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -41,6 +41,29 @@ pub fn mount(cfg: &mut web::ServiceConfig) {
 /// Largest `metadata` part accepted.
 const MAX_METADATA_BYTES: usize = 128 * 1024;
 
+/// Room in an upload's `Content-Length` for what is not the image: the metadata part and the
+/// multipart framing (boundaries, part headers).
+const MULTIPART_ALLOWANCE: u64 = MAX_METADATA_BYTES as u64 + 64 * 1024;
+
+/// A body that announces more than the image limit plus [`MULTIPART_ALLOWANCE`] is 413 before a
+/// byte of it is read; one that announces nothing (chunked) is held to the limit as it streams.
+fn refuse_announced_oversize(req: &HttpRequest, max_upload_bytes: u64) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(actix_web::http::header::CONTENT_LENGTH) else {
+        return Ok(());
+    };
+    let length: u64 = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ApiError::field("Content-Length", "not a number"))?;
+    if length > max_upload_bytes.saturating_add(MULTIPART_ALLOWANCE) {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "file: the body announces {length} bytes, more than firmware.max_upload_bytes ({max_upload_bytes}) allows"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses a path id, naming the parameter when it is not a UUID.
 pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::field("id", format!("{raw:?} is not a UUID")))
@@ -64,8 +87,10 @@ fn stalled(idle: Duration) -> ApiError {
 pub async fn upload_release(
     state: web::Data<AppState>,
     admin: AdminUser,
+    req: HttpRequest,
     mut multipart: Multipart,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_announced_oversize(&req, state.settings.firmware.max_upload_bytes)?;
     // Every read of the body waits at most this long for bytes; a stalled upload is a 408 and
     // leaves nothing behind (its staging object is deleted, its multipart upload aborted).
     let idle = Duration::from_secs(state.settings.firmware.upload_idle_timeout_s);

@@ -64,14 +64,17 @@ fn channel_rank(state: &AppState, channel: Option<&str>) -> Result<usize, ApiErr
         .ok_or_else(|| ApiError::field("channel", format!("{raw:?} is not one of {}", channels.join(", "))))
 }
 
-/// Where clients reach this service, for download links.
+/// Where clients reach this service, for download links: `server.public_url` (which production
+/// requires), else this connection's scheme and `Host`. Never a forwarding header: a client's
+/// `X-Forwarded-Host` would point the link elsewhere, and a shared cache could keep it.
 fn base_url(state: &AppState, req: &HttpRequest) -> String {
     let configured = state.settings.server.public_url.trim_end_matches('/');
     if !configured.is_empty() {
         return configured.to_owned();
     }
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    let scheme = if req.app_config().secure() { "https" } else { "http" };
+    let host = req.headers().get(actix_web::http::header::HOST).and_then(|h| h.to_str().ok());
+    format!("{scheme}://{}", host.unwrap_or_else(|| req.app_config().host()))
 }
 
 /// `GET /v1/firmware/check`: answered from the in-memory catalog, never the database.

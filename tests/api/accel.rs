@@ -89,13 +89,35 @@ struct Nginx {
     _dir: tempfile::TempDir,
 }
 
+/// README's nginx snippet ("Downloads through nginx"), pointed at `upstream` and `root`: the
+/// tests run what the README tells operators to run.
+fn readme_snippet(upstream: &str, root: &std::path::Path) -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("```nginx").expect("README has an nginx snippet") + "```nginx".len();
+    let snippet = &readme[start..start + readme[start..].find("```").unwrap()];
+    snippet
+        .replace("http://127.0.0.1:8080", &format!("http://{upstream}"))
+        .replace("/var/lib/nowatch-ota/data/blobs/", &format!("{}/", root.display()))
+}
+
+/// The snippet without its second layer (`proxy_ignore_headers`): what the service's own
+/// stripping is tested behind.
+fn without_second_layer(snippet: &str) -> String {
+    snippet.lines().filter(|line| !line.contains("proxy_ignore_headers")).collect::<Vec<_>>().join("\n")
+}
+
 impl Nginx {
-    /// The front of `app`: everything to the service, and the internal location on its store.
+    /// The front of `app` as README configures it.
     fn start_in_front_of(app: &TestApp) -> Self {
+        Self::start_with(app, |snippet| snippet)
+    }
+
+    /// The front of `app`, README's snippet passed through `edit`.
+    fn start_with(app: &TestApp, edit: impl FnOnce(String) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let upstream = app.address.trim_start_matches("http://");
-        let root = app.dir.path().join("blobs");
+        let snippet = edit(readme_snippet(upstream, &app.dir.path().join("blobs")));
         let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
             .iter()
             .map(|t| format!("  {t}_temp_path {}/{t};\n", dir.path().display()))
@@ -103,12 +125,8 @@ impl Nginx {
         let config = format!(
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 256; }}\nhttp {{\n{temp}  access_log off;\n  sendfile on;\n\
-             server {{\n    listen 127.0.0.1:{port};\n\
-             location / {{ proxy_pass http://{upstream}; }}\n\
-             location {LOCATION} {{\n      internal;\n      alias {root}/;\n      etag off;\n\
-             add_header ETag $upstream_http_etag;\n    }}\n  }}\n}}\n",
+             server {{\n    listen 127.0.0.1:{port};\n{snippet}\n  }}\n}}\n",
             d = dir.path().display(),
-            root = root.display(),
         );
         std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
         let child = Command::new("nginx")
@@ -182,4 +200,77 @@ async fn behind_a_real_nginx_the_image_its_ranges_and_resumes_come_from_the_file
     // And the internal location cannot be asked for directly.
     let direct = app.client.get(format!("{}{LOCATION}firmware/{}", nginx.base, sha256_hex(&bytes)));
     assert_eq!(direct.send().await.unwrap().status(), 404);
+}
+
+/// The service in accel mode, proxying the backend's tags to `upstream`.
+async fn accel_app_proxying(upstream: &str) -> TestApp {
+    spawn_app_with(&[
+        ("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE", "accel"),
+        ("NOWATCH_OTA__STORAGE__BACKEND", "fs"),
+        ("NOWATCH_OTA__PROXY__UPSTREAM", upstream),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn a_backend_answer_cannot_make_nginx_serve_an_image_or_a_file() {
+    let upstream = crate::upstream::start_upstream().await;
+    let app = accel_app_proxying(&upstream.url).await;
+    let (_, bytes) = release(&app, 200_000).await;
+    let blob = format!("{LOCATION}firmware/{}", sha256_hex(&bytes));
+    // Without nginx's second layer: what stops it is the service.
+    let nginx = Nginx::start_with(&app, |snippet| without_second_layer(&snippet));
+
+    for query in ["", "&large=1"] {
+        let url = format!("{}/v1/user/profile?accel={blob}{query}", nginx.base);
+        // Bounded: an nginx that obeys `X-Accel-Limit-Rate: 1` sends a byte a second.
+        let answer = app.client.get(&url).timeout(Duration::from_secs(30)).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{query}");
+        for name in [
+            "x-accel-redirect",
+            "x-accel-limit-rate",
+            "x-accel-buffering",
+            "x-sendfile",
+            "x-lighttpd-send-file",
+        ] {
+            assert!(answer.headers().get(name).is_none(), "{name} reached the client: {query}");
+        }
+        let body =
+            answer.bytes().await.expect("a whole answer within 30 s (nginx obeyed X-Accel-Limit-Rate?)");
+        assert_ne!(sha256_hex(&body), sha256_hex(&bytes), "nginx served the image for a proxied path");
+        assert!(body.starts_with(b"{\"name\"") || body.iter().all(|b| *b == b'p'), "{query}");
+
+        // The service itself passes none of them back, so no front server can obey them.
+        let direct =
+            app.client.get(app.url(&format!("/v1/user/profile?accel={blob}{query}"))).send().await.unwrap();
+        for name in [
+            "x-accel-redirect",
+            "x-accel-limit-rate",
+            "x-accel-buffering",
+            "x-sendfile",
+            "x-lighttpd-send-file",
+        ] {
+            assert!(direct.headers().get(name).is_none(), "{name} passed back: {query}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn behind_readmes_nginx_an_upload_larger_than_a_mebibyte_is_taken() {
+    let upstream = crate::upstream::start_upstream().await;
+    let app = accel_app_proxying(&upstream.url).await;
+    let nginx = Nginx::start_in_front_of(&app);
+    let bytes = image_bytes(4, 3 << 20);
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", json!({"version": "3.1.0", "hardware": ["nw-s1"]}).to_string())
+        .part("file", reqwest::multipart::Part::bytes(bytes.clone()).file_name("fw.bin"));
+    let response = app
+        .client
+        .post(format!("{}/v1/admin/firmware", nginx.base))
+        .bearer_auth(app.admin_token())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
 }

@@ -116,6 +116,7 @@ async fn production_refuses_the_dev_key_even_when_named_as_a_file() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/keys/dev-signing.pem").into(),
     );
     env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
+    env.insert("NOWATCH_OTA__SERVER__PUBLIC_URL".into(), "https://ota.example.com".into());
     let settings = Settings::load_from(env).unwrap();
     let error = Application::build(settings).await.err().unwrap().to_string();
     assert!(error.contains("DEV ONLY"), "{error}");
@@ -130,6 +131,7 @@ async fn production_starts_with_a_real_key_and_secret() {
     env.insert("NOWATCH_OTA_ENV".into(), "production".into());
     env.insert("NOWATCH_OTA__SIGNING__KEY_FILE".into(), key.display().to_string());
     env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
+    env.insert("NOWATCH_OTA__SERVER__PUBLIC_URL".into(), "https://ota.example.com".into());
     let app = Application::build(Settings::load_from(env).unwrap()).await.unwrap();
     assert_ne!(app.port(), 0);
 }

@@ -14,6 +14,7 @@ mod concurrency;
 mod config;
 mod device;
 mod device_trust;
+mod edge;
 mod errors;
 mod health;
 mod limits;

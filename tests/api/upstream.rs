@@ -73,6 +73,7 @@ pub async fn start_upstream() -> Upstream {
             .route("/v1/statistics", web::get().to(held_open_statistics))
             .route("/v1/shared/custom", web::post().to(validation_error))
             .route("/v1/checkin", web::get().to(maintenance))
+            .route("/v1/user/profile", web::get().to(steering_profile))
             .default_service(web::to(echo))
             .wrap(from_fn(count))
     })
@@ -218,4 +219,23 @@ async fn maintenance() -> HttpResponse {
         .content_type("text/plain")
         .insert_header(("Retry-After", "120"))
         .body("backend under maintenance")
+}
+
+/// A backend answer that tries to steer the nginx in front: serve the internal file named by
+/// `?accel=`, throttle, or have a sendfile-capable server send a local file instead. Its own
+/// body is a small profile; a large (over 64 KiB) one with `?large=1`, so that it streams.
+async fn steering_profile(query: web::Query<HashMap<String, String>>) -> HttpResponse {
+    let target = query.get("accel").cloned().unwrap_or_default();
+    let body = match query.contains_key("large") {
+        true => vec![b'p'; 100 * 1024],
+        false => br#"{"name":"profile"}"#.to_vec(),
+    };
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("X-Accel-Redirect", target))
+        .insert_header(("X-Accel-Limit-Rate", "1"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .insert_header(("X-Sendfile", "/etc/passwd"))
+        .insert_header(("X-LIGHTTPD-send-file", "/etc/passwd"))
+        .body(body)
 }
