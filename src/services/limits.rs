@@ -11,25 +11,36 @@
 //! entries that can no longer refuse anything (`governor` waits two periods to be sure), so the
 //! check limiter holds the devices seen in the last two intervals plus one sweep.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::state::keyed::DefaultHasher;
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::state::keyed::{DashMapStateStore, DefaultHasher};
+use governor::{Quota, RateLimiter};
+use nohash_hasher::BuildNoHashHasher;
 
 use crate::config::{LimitSettings, Settings};
 use crate::domain::DeviceId;
 use crate::error::ApiError;
 
+/// Check-limiter entries made room for at start: a fleet of about a million watches checking
+/// hourly keeps some 19,000; the table and its control bytes cost about 5 MiB of address space,
+/// of which pages are touched as entries land.
+const CHECK_CAPACITY: usize = 1 << 18;
+
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// One keyed limiter and what a refusal tells the client.
-struct Limit<K: Hash + Eq + Clone> {
-    limiter: DefaultKeyedRateLimiter<K>,
+/// One keyed limiter and what a refusal tells the client. `S` hashes the key into the map.
+struct Limit<K: Hash + Eq + Clone, S: BuildHasher + Clone = DefaultHasher> {
+    limiter: RateLimiter<K, DashMapStateStore<K, S>, DefaultClock>,
     refusal: String,
+    /// The most entries seen at a sweep since the map last gave memory back.
+    peak: AtomicUsize,
+    /// The room made up front, kept however empty the map gets.
+    capacity: usize,
 }
 
 /// Shards of each limiter's concurrent map. With `governor`'s default (4 per core) a shard grows
@@ -38,12 +49,14 @@ struct Limit<K: Hash + Eq + Clone> {
 /// smaller shards stall for shorter.
 const SHARDS: usize = 256;
 
-impl<K: Hash + Eq + Clone> Limit<K> {
-    /// `None` for a zero quota: the limit is off and costs nothing.
-    fn new(quota: Option<Quota>, refusal: String) -> Option<Self> {
-        let state = dashmap::DashMap::with_hasher_and_shard_amount(DefaultHasher::default(), SHARDS);
-        let limiter = DefaultKeyedRateLimiter::new(quota?, state, DefaultClock::default());
-        Some(Self { limiter, refusal })
+impl<K: Hash + Eq + Clone, S: BuildHasher + Clone + Default> Limit<K, S> {
+    /// `None` for a zero quota: the limit is off and costs nothing. Room for `capacity` keys is
+    /// made up front, so a map that fills does not rehash shard after shard under load.
+    fn new(quota: Option<Quota>, capacity: usize, refusal: String) -> Option<Self> {
+        let state =
+            dashmap::DashMap::with_capacity_and_hasher_and_shard_amount(capacity, S::default(), SHARDS);
+        let limiter = RateLimiter::new(quota?, state, DefaultClock::default());
+        Some(Self { limiter, refusal, peak: AtomicUsize::new(0), capacity })
     }
 
     fn check(&self, key: &K) -> Result<(), ApiError> {
@@ -53,9 +66,18 @@ impl<K: Hash + Eq + Clone> Limit<K> {
         })
     }
 
+    /// Drops the entries that can no longer refuse anything. Memory goes back only once a map
+    /// that outgrew its first room holds under a quarter of its peak: shrinking at every sweep
+    /// while a flood refills the map reallocated every shard twice per sweep (bench/PROFILE.md,
+    /// eighth round).
     fn forget_idle(&self) {
+        let peak = self.peak.fetch_max(self.limiter.len(), Ordering::Relaxed).max(self.limiter.len());
         self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        let left = self.limiter.len();
+        if peak > self.capacity && left < peak / 4 {
+            self.limiter.shrink_to_fit();
+            self.peak.store(left, Ordering::Relaxed);
+        }
     }
 }
 
@@ -68,8 +90,9 @@ fn spread(per: u32, period: Duration) -> Option<Quota> {
 
 /// The limits of this instance, in [`crate::state::AppState`].
 pub struct Limits {
-    /// Keyed by [`Limits::check_key`]: the token's account and the device together.
-    checks: Option<Limit<u64>>,
+    /// Keyed by [`Limits::check_key`]: the token's account and the device together. The key is
+    /// already a keyed hash, so the map uses it as it is instead of hashing it twice more.
+    checks: Option<Limit<u64, BuildNoHashHasher<u64>>>,
     /// The process's random key for [`Limits::check_key`].
     check_keys: std::hash::RandomState,
     reports_by_account: Option<Limit<String>>,
@@ -95,24 +118,28 @@ impl Limits {
             check_keys: std::hash::RandomState::new(),
             checks: Limit::new(
                 Quota::with_period(interval),
+                CHECK_CAPACITY,
                 format!(
                     "device_id: checked again within firmware.min_check_interval_s ({min_check_interval_s} s)"
                 ),
             ),
             reports_by_account: Limit::new(
                 spread(account, MINUTE),
+                0,
                 format!(
                     "reports: more than limits.reports_per_account_per_minute ({account}) from this account"
                 ),
             ),
             reports_by_device: Limit::new(
                 spread(device, MINUTE),
+                0,
                 format!(
                     "device_id: more than limits.reports_per_device_per_minute ({device}) for this device"
                 ),
             ),
             new_devices: Limit::new(
                 spread(new, DAY),
+                0,
                 format!(
                     "device_id: more than limits.new_devices_per_account_per_day ({new}) new devices for this account"
                 ),
@@ -137,7 +164,6 @@ impl Limits {
     /// A 64-bit SipHash of (account, device) under a per-process random key: collisions are out
     /// of a client's reach, and an entry holds 8 bytes of key instead of two strings.
     fn check_key(&self, sub: &str, device: &DeviceId) -> u64 {
-        use std::hash::BuildHasher;
         self.check_keys.hash_one((sub, device.as_str()))
     }
 
