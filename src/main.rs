@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use nowatch_ota::client::{Client, ClientError, PublishArgs};
 use nowatch_ota::config::Settings;
 use nowatch_ota::domain::{HardwareId, Version};
-use nowatch_ota::signing::offline::{self, DeviceView};
+use nowatch_ota::signing::Device;
+use nowatch_ota::signing::offline;
 use nowatch_ota::startup::Application;
 
 /// mimalloc rather than glibc's malloc: a proxied request makes dozens of small short-lived
@@ -53,6 +54,12 @@ enum Command {
         hardware: Option<String>,
         #[arg(long = "current-version")]
         current_version: Option<String>,
+        /// The device's channel: the manifest's must be it or a more stable one.
+        #[arg(long)]
+        channel: Option<String>,
+        /// The channels, most stable first, comma-separated (default: firmware.channels' default).
+        #[arg(long)]
+        channels: Option<String>,
     },
     /// Upload an image and publish it to a channel (exit 2: refused by the server, 3: server failed).
     Publish {
@@ -136,8 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keygen { out } => {
-            anyhow::ensure!(!out.exists(), "{} exists; refusing to overwrite a key", out.display());
-            std::fs::write(&out, nowatch_ota::signing::generate_pem()?)?;
+            nowatch_ota::signing::write_new_key(&out, &nowatch_ota::signing::generate_pem()?)?;
             println!("wrote {}", out.display());
             Ok(())
         }
@@ -145,18 +151,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", runtime.block_on(offline::sign_image(&key, &image))?);
             Ok(())
         }
-        Command::Verify { manifest, image, public_keys, hardware, current_version } => {
+        Command::Verify { manifest, image, public_keys, hardware, current_version, channel, channels } => {
             let keys =
                 public_keys.iter().map(|k| offline::parse_public_key(k)).collect::<Result<Vec<_>, _>>()?;
-            let device = DeviceView {
+            let channels = match channels {
+                Some(list) => list.split(',').map(|c| c.trim().to_owned()).collect(),
+                None => Settings::load_from(Default::default())?.firmware.channels,
+            };
+            if let Some(channel) = &channel {
+                anyhow::ensure!(
+                    channels.contains(channel),
+                    "--channel: {channel} is not one of {channels:?}"
+                );
+            }
+            let device = Device {
                 hardware: hardware
-                    .map(|h| HardwareId::parse(&h))
+                    .map(|h| HardwareId::parse(&h).map(|h| h.as_str().to_owned()))
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("--hardware: {e}"))?,
                 current_version: current_version
-                    .map(|v| Version::parse(&v))
+                    .map(|v| Version::parse(&v).map(|v| v.semver().clone()))
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("--current-version: {e}"))?,
+                channel: channel.map(|c| (c, channels)),
             };
             let body = runtime.block_on(offline::verify_files(&manifest, &image, &keys, &device))?;
             println!(

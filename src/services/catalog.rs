@@ -314,7 +314,9 @@ fn build_offered(
                 spec_version: SPEC_VERSION.into(),
                 firmware_id: row.id.to_string(),
                 version: row.version.clone(),
-                hardware: hardware.clone(),
+                // Only the hardware this manifest was issued for: its floor is this one's, so a
+                // device of another hardware must not accept it.
+                hardware: vec![h.clone()],
                 channel: channels[rank].clone(),
                 size: u64::try_from(row.size)?,
                 sha256: row.sha256.clone(),

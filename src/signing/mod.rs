@@ -8,4 +8,4 @@ mod settings;
 
 pub use nowatch_ota_core::signing::*;
 pub use release::ReleaseKeys;
-pub use settings::{DEV_SIGNING_KEY_PEM, generate_pem, load_signer};
+pub use settings::{DEV_SIGNING_KEY_PEM, generate_pem, load_signer, write_new_key};

@@ -10,8 +10,11 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use super::{ManifestBody, ManifestEnvelope, key_id, verify_manifest};
-use crate::domain::{HardwareId, Sha256Digest, Version};
+use super::{
+    Check, DEVICE_CHECKS, Device, ManifestBody, ManifestEnvelope, check_body, check_expiry, check_type,
+    key_id, verify_signature,
+};
+use crate::domain::Sha256Digest;
 
 /// SHA-256 and size of a file, read in chunks.
 pub async fn hash_file(path: &Path) -> anyhow::Result<(u64, Sha256Digest)> {
@@ -56,44 +59,43 @@ pub fn parse_public_key(arg: &str) -> anyhow::Result<VerifyingKey> {
     Ok(VerifyingKey::from_bytes(&bytes)?)
 }
 
-/// What a device would be: its hardware and current version, if the check should include them.
-pub struct DeviceView {
-    pub hardware: Option<HardwareId>,
-    pub current_version: Option<Version>,
-}
-
-/// A device's checks, in order: signature by a trusted key, expiry, hardware, version above the
-/// current one and not below the floor, then the image's size and SHA-256.
+/// Runs [`DEVICE_CHECKS`] in their order, as a device would, on a manifest file and an image
+/// file; the first that fails is the error, naming the check.
 pub async fn verify_files(
     manifest_path: &Path,
     image: &Path,
     keys: &[VerifyingKey],
-    device: &DeviceView,
+    device: &Device,
 ) -> anyhow::Result<ManifestBody> {
     let envelope: ManifestEnvelope = serde_json::from_slice(&std::fs::read(manifest_path)?)
         .map_err(|e| anyhow::anyhow!("{}: not a manifest envelope: {e}", manifest_path.display()))?;
     let trusted: Vec<_> = keys.iter().map(|k| (key_id(k), *k)).collect();
-    let body = verify_manifest(&envelope, &trusted, chrono::Utc::now())?;
-    if let Some(hardware) = &device.hardware {
-        anyhow::ensure!(
-            body.hardware.iter().any(|h| h == hardware.as_str()),
-            "the manifest is not for hardware {hardware}"
-        );
+    let mut verified = None;
+    for check in DEVICE_CHECKS {
+        let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: {e}", check.name());
+        // The signature comes first: nothing in `signed` is read before it verifies.
+        let body = match (&verified, check) {
+            (None, Check::Signature) => {
+                verified = Some(verify_signature(&envelope, &trusted).map_err(|e| failed(&e))?);
+                continue;
+            }
+            (Some(body), _) => body,
+            (None, _) => unreachable!("DEVICE_CHECKS starts with the signature"),
+        };
+        match check {
+            Check::Type => check_type(body).map_err(|e| failed(&e))?,
+            Check::Expiry => check_expiry(&envelope, body, chrono::Utc::now()).map_err(|e| failed(&e))?,
+            Check::Image => {
+                let (size, digest) = hash_file(image).await?;
+                anyhow::ensure!(size == body.size, "image: {size} bytes, the manifest says {}", body.size);
+                anyhow::ensure!(
+                    digest.to_hex() == body.sha256,
+                    "image: SHA-256 {digest} differs from the manifest's {}",
+                    body.sha256
+                );
+            }
+            other => check_body(other, body, device).map_err(|e| failed(&e))?,
+        }
     }
-    let version = Version::parse(&body.version).map_err(|e| anyhow::anyhow!("manifest version: {e}"))?;
-    if let Some(current) = &device.current_version {
-        anyhow::ensure!(version > *current, "version {version} is not above the current {current}");
-    }
-    if let Some(floor) = &body.min_version {
-        let floor = Version::parse(floor).map_err(|e| anyhow::anyhow!("manifest min_version: {e}"))?;
-        anyhow::ensure!(version >= floor, "version {version} is below the anti-rollback floor {floor}");
-    }
-    let (size, digest) = hash_file(image).await?;
-    anyhow::ensure!(size == body.size, "image is {size} bytes, the manifest says {}", body.size);
-    anyhow::ensure!(
-        digest.to_hex() == body.sha256,
-        "image SHA-256 {digest} differs from the manifest's {}",
-        body.sha256
-    );
-    Ok(body)
+    verified.ok_or_else(|| anyhow::anyhow!("signature: not checked"))
 }

@@ -42,8 +42,31 @@ pub fn load_signer(settings: &SigningSettings, production: bool) -> anyhow::Resu
     Ok(ManifestSigner::new(key, retired))
 }
 
-/// A fresh ed25519 key as PKCS#8 PEM, for `nowatch-ota keygen`.
+/// A fresh ed25519 key as PKCS#8 v1 PEM (RFC 8410, the private key alone), for `nowatch-ota
+/// keygen`: what `openssl genpkey -algorithm ed25519` writes, and what OpenSSL and Python's
+/// `cryptography` read. (ed25519-dalek's own encoding is v2, with the public key, which both
+/// refuse.) Keys are read in either form.
 pub fn generate_pem() -> anyhow::Result<String> {
-    let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-    Ok(key.to_pkcs8_pem(LineEnding::LF)?.to_string())
+    let secret = rand::random::<[u8; 32]>();
+    let v1 = ed25519_dalek::pkcs8::KeypairBytes { secret_key: secret, public_key: None };
+    Ok(v1.to_pkcs8_pem(LineEnding::LF)?.to_string())
+}
+
+/// Writes a new private key file: created exclusively (never over a file or through a link
+/// planted at `path`) and readable by its owner alone, from the moment it exists.
+pub fn write_new_key(path: &std::path::Path, pem: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            anyhow::anyhow!("{} exists; refusing to overwrite a key", path.display())
+        }
+        _ => anyhow::anyhow!("cannot create {}: {e}", path.display()),
+    })?;
+    file.write_all(pem.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
 }

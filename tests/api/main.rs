@@ -25,5 +25,6 @@ mod proxy;
 mod rollouts;
 mod signing;
 mod storage;
+mod trust_chain;
 mod upload;
 mod upstream;

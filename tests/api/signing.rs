@@ -21,7 +21,7 @@ fn body(bytes: &[u8], notes_like: &str) -> ManifestBody {
         spec_version: SPEC_VERSION.into(),
         firmware_id: uuid::Uuid::new_v4().to_string(),
         version: "1.2.0-beta.1".into(),
-        hardware: vec!["nw-s1".into(), format!("nw-{notes_like}")],
+        hardware: vec![format!("nw-{notes_like}")],
         channel: "beta".into(),
         size: bytes.len() as u64,
         sha256: sha256_hex(bytes),

@@ -77,11 +77,24 @@ pub enum VerifyError {
 }
 
 /// What a device does first: a trusted key id with a valid signature over the canonical
-/// `signed`, the right type, and an expiry in the future. Returns the body.
+/// `signed`, the right type, and an expiry in the future ([`super::DEVICE_CHECKS`]'s first
+/// three). Returns the body.
 pub fn verify_manifest(
     envelope: &ManifestEnvelope,
     trusted: &[(String, VerifyingKey)],
     now: DateTime<Utc>,
+) -> Result<ManifestBody, VerifyError> {
+    let body = verify_signature(envelope, trusted)?;
+    check_type(&body)?;
+    check_expiry(envelope, &body, now)?;
+    Ok(body)
+}
+
+/// [`super::Check::Signature`]: some signature by a trusted key verifies over the canonical
+/// `signed`; only then is `signed` read, as a manifest body.
+pub fn verify_signature(
+    envelope: &ManifestEnvelope,
+    trusted: &[(String, VerifyingKey)],
 ) -> Result<ManifestBody, VerifyError> {
     let message = canonical_json(&envelope.signed).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     let verified = envelope.signatures.iter().any(|s| {
@@ -99,15 +112,27 @@ pub fn verify_manifest(
     if !verified {
         return Err(VerifyError::NoValidSignature);
     }
-    let body: ManifestBody =
-        serde_json::from_value(envelope.signed.clone()).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    if body.kind != MANIFEST_TYPE {
-        return Err(VerifyError::WrongType);
+    serde_json::from_value(envelope.signed.clone()).map_err(|e| VerifyError::Malformed(e.to_string()))
+}
+
+/// [`super::Check::Type`].
+pub fn check_type(body: &ManifestBody) -> Result<(), VerifyError> {
+    match body.kind == MANIFEST_TYPE {
+        true => Ok(()),
+        false => Err(VerifyError::WrongType),
     }
+}
+
+/// [`super::Check::Expiry`].
+pub fn check_expiry(
+    envelope: &ManifestEnvelope,
+    body: &ManifestBody,
+    now: DateTime<Utc>,
+) -> Result<(), VerifyError> {
     let expires =
         envelope.expires_at().ok_or_else(|| VerifyError::Malformed("expires_at is not RFC 3339".into()))?;
-    if expires <= now {
-        return Err(VerifyError::Expired(body.expires_at));
+    match expires > now {
+        true => Ok(()),
+        false => Err(VerifyError::Expired(body.expires_at.clone())),
     }
-    Ok(body)
 }
