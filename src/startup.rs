@@ -210,7 +210,7 @@ async fn request_context(
             true => "proxy".into(),
             false => request.match_pattern().unwrap_or_else(|| "unmatched".into()),
         };
-        let labels = [request.method().as_str(), route.as_str()];
+        let labels = [crate::metrics::method_label(request.method()), route.as_str()];
         state.metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
         state.metrics.http_requests.with_label_values(&[labels[0], labels[1], status.as_str()]).inc();
     }
