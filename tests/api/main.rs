@@ -17,6 +17,7 @@ mod device_trust;
 mod errors;
 mod health;
 mod limits;
+mod logs;
 mod metrics;
 mod openapi;
 mod operations;
