@@ -334,6 +334,20 @@ impl Settings {
             if self.storage.s3.access_key_id.is_empty() != self.storage.s3.secret_access_key.is_empty() {
                 return fail("storage.s3.secret_access_key", "set both static credentials or neither");
             }
+            // Credentials in the URL would be quoted by every error that names the endpoint.
+            let endpoint = &self.storage.s3.endpoint;
+            if !endpoint.is_empty() {
+                match url::Url::parse(endpoint) {
+                    Ok(url) if url.username().is_empty() && url.password().is_none() => {}
+                    Ok(_) => {
+                        return fail(
+                            "storage.s3.endpoint",
+                            "must not carry credentials; set access_key_id and secret_access_key",
+                        );
+                    }
+                    Err(_) => return fail("storage.s3.endpoint", "must be empty or an absolute URL"),
+                }
+            }
         }
         if !(5 << 20..=5 << 30).contains(&self.storage.s3.part_size_bytes) {
             return fail("storage.s3.part_size_bytes", "must be between 5 MiB and 5 GiB");

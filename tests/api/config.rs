@@ -96,6 +96,20 @@ fn bad_values_are_refused_naming_the_key() {
 }
 
 #[test]
+fn an_s3_endpoint_carrying_credentials_is_refused_without_printing_them() {
+    for endpoint in ["http://AKIAEXAMPLE:wJalr/XUtnFEMI@s3:9000", "http://AKIAEXAMPLE:wJalrXUtnFEMI@s3:9000"]
+    {
+        let message = load_error(&[
+            ("NOWATCH_OTA__STORAGE__BACKEND", "s3"),
+            ("NOWATCH_OTA__STORAGE__S3__BUCKET", "firmware"),
+            ("NOWATCH_OTA__STORAGE__S3__ENDPOINT", endpoint),
+        ]);
+        assert!(message.contains("storage.s3.endpoint"), "{message}");
+        assert!(!message.contains("wJalr") && !message.contains("AKIAEXAMPLE"), "{message}");
+    }
+}
+
+#[test]
 fn production_refuses_the_dev_signing_key_and_the_dev_jwt_secret() {
     let message = load_error(&[("NOWATCH_OTA_ENV", "production")]);
     assert!(message.contains("signing.key_file"), "{message}");
