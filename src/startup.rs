@@ -227,7 +227,7 @@ async fn request_context(
             let detail = response.response().error().map(|e| format!("{e:?}")).unwrap_or_default();
             let extensions = request.extensions();
             let request_id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
-            tracing::error!(%request_id, %status, error = %detail, "request failed");
+            tracing::error!(%request_id, %status, error = %telemetry::escaped(&detail), "request failed");
         }
         let body = ErrorBody::new(status, messages, path);
         let mut rebuilt = HttpResponse::build(status);
