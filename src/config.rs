@@ -27,6 +27,7 @@ pub struct Settings {
     pub rollout: RolloutSettings,
     pub limits: LimitSettings,
     pub proxy: ProxySettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
     /// `NOWATCH_OTA_ENV=production` turns on the production guards; not a TOML key.
     #[serde(skip)]
@@ -256,6 +257,24 @@ impl ProxySettings {
     }
 }
 
+/// Who may read `/metrics`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// The bearer token a scrape must send; empty: anyone may read `/metrics`. A secret.
+    pub token: String,
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = if self.token.is_empty() { "" } else { "<redacted>" };
+        f.debug_struct("MetricsSettings").field("token", &token).finish()
+    }
+}
+
+/// The shortest `metrics.token` accepted: a token guessed by trying is a token anyone has.
+const MIN_METRICS_TOKEN_BYTES: usize = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -338,6 +357,20 @@ impl Settings {
             if self.storage.s3.access_key_id.is_empty() != self.storage.s3.secret_access_key.is_empty() {
                 return fail("storage.s3.secret_access_key", "set both static credentials or neither");
             }
+            // Credentials in the URL would be quoted by every error that names the endpoint.
+            let endpoint = &self.storage.s3.endpoint;
+            if !endpoint.is_empty() {
+                match url::Url::parse(endpoint) {
+                    Ok(url) if url.username().is_empty() && url.password().is_none() => {}
+                    Ok(_) => {
+                        return fail(
+                            "storage.s3.endpoint",
+                            "must not carry credentials; set access_key_id and secret_access_key",
+                        );
+                    }
+                    Err(_) => return fail("storage.s3.endpoint", "must be empty or an absolute URL"),
+                }
+            }
         }
         if !(5 << 20..=5 << 30).contains(&self.storage.s3.part_size_bytes) {
             return fail("storage.s3.part_size_bytes", "must be between 5 MiB and 5 GiB");
@@ -419,6 +452,15 @@ impl Settings {
         }
         self.server.trusted()?;
         self.proxy.validate()?;
+        let token = &self.metrics.token;
+        if !token.is_empty()
+            && (token.len() < MIN_METRICS_TOKEN_BYTES || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return fail(
+                "metrics.token",
+                "must be empty or at least 16 visible ASCII characters (no spaces), as a bearer token is sent",
+            );
+        }
         if self.production {
             if self.signing.key_file.is_empty() {
                 return fail(
@@ -428,6 +470,12 @@ impl Settings {
             }
             if hs && self.auth.hs_secret == DEV_HS_SECRET {
                 return fail("auth.hs_secret", "NOWATCH_OTA_ENV=production refuses the dev JWT secret");
+            }
+            if token.is_empty() {
+                return fail(
+                    "metrics.token",
+                    "NOWATCH_OTA_ENV=production refuses metrics anyone can read; set a token for the scraper",
+                );
             }
             if self.server.public_url.is_empty() {
                 return fail(

@@ -1,7 +1,13 @@
 //! Prometheus metrics, one registry per application: HTTP requests by route pattern (never the
 //! raw path, which would explode the label set) and status, latency histograms, image bytes in
 //! and out, update-check outcomes, rollout states (read at scrape time) and proxy traffic.
+//!
+//! Every label value comes from a fixed set, whatever clients send: the method ([`method_label`]),
+//! the route pattern (or "proxy", "unmatched"), the status code our handlers or the configured
+//! upstream chose (at most 900 values), a configured proxy tag, a fixed outcome or state. A label
+//! a client could choose would add series, and memory, for good with every new value.
 
+use actix_web::http::Method;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -78,5 +84,22 @@ impl Metrics {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// The `method` label: the method's name for the standard ones, "other" for every other token a
+/// client may send (HTTP allows any), each of which would otherwise add series for good.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }

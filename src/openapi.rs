@@ -72,6 +72,17 @@ impl Modify for BearerAuth {
                     HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
                 ),
             );
+            components.add_security_scheme(
+                "metrics_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(
+                            "`metrics.token`, when set: the shared secret of the Prometheus scraper",
+                        ))
+                        .build(),
+                ),
+            );
         }
     }
 }

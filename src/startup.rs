@@ -211,7 +211,7 @@ async fn request_context(
             true => "proxy".into(),
             false => request.match_pattern().unwrap_or_else(|| "unmatched".into()),
         };
-        let labels = [request.method().as_str(), route.as_str()];
+        let labels = [crate::metrics::method_label(request.method()), route.as_str()];
         state.metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
         state.metrics.http_requests.with_label_values(&[labels[0], labels[1], status.as_str()]).inc();
     }
@@ -228,7 +228,7 @@ async fn request_context(
             let detail = response.response().error().map(|e| format!("{e:?}")).unwrap_or_default();
             let extensions = request.extensions();
             let request_id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
-            tracing::error!(%request_id, %status, error = %detail, "request failed");
+            tracing::error!(%request_id, %status, error = %telemetry::escaped(&detail), "request failed");
         }
         let body = ErrorBody::new(status, messages, path);
         let mut rebuilt = HttpResponse::build(status);

@@ -27,7 +27,9 @@ pub struct AdminUser(pub Caller);
 #[derive(Debug, Clone)]
 pub struct OptionalCaller(pub Option<Caller>);
 
-fn bearer(req: &HttpRequest) -> Result<Option<&str>, AuthError> {
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case); `None` without
+/// the header, an error for any other shape.
+pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, AuthError> {
     let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
         return Ok(None);
     };

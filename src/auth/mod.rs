@@ -5,5 +5,5 @@
 mod extractors;
 mod jwt;
 
-pub use extractors::{AdminUser, Caller, OptionalCaller};
+pub use extractors::{AdminUser, Caller, OptionalCaller, bearer};
 pub use jwt::{AuthError, JwtAlgorithm, JwtVerifier, mint_dev_token};

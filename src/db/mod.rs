@@ -3,7 +3,10 @@
 
 pub mod entities;
 pub mod firmware;
+mod redact;
 pub mod rollout_events;
+
+pub use redact::without_password;
 
 use std::time::Duration;
 
@@ -47,7 +50,9 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
                 .busy_timeout(Duration::from_secs(10))
         });
     }
-    Database::connect(options).await.map_err(|e| anyhow::anyhow!("`database.url`: cannot connect: {e}"))
+    Database::connect(options).await.map_err(|e| {
+        anyhow::anyhow!("`database.url`: cannot connect: {}", without_password(&e.to_string(), &settings.url))
+    })
 }
 
 /// The file path of a `sqlite://PATH[?...]` URL, unless it is in memory.

@@ -284,7 +284,8 @@ impl Forwarder {
     ) -> Result<HttpResponse, ApiError> {
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
         let failed = |outcome: Outcome, error: ApiError, detail: &dyn std::fmt::Display| {
-            tracing::warn!(request_id = %request_id, tag, ?outcome, error = %detail, "proxy: request failed");
+            let detail = detail.to_string();
+            tracing::warn!(request_id = %request_id, tag, ?outcome, error = %crate::telemetry::escaped(&detail), "proxy: request failed");
             self.proxy.metrics.record(tag, outcome);
             error
         };

@@ -34,7 +34,7 @@ pub async fn get_device(
 }
 
 #[utoipa::path(delete, path = "/v1/admin/devices/{device_id}/owner", tag = "admin-firmware", security(("bearer" = [])), params(("device_id" = String, Path, description = "Device id")), responses((status = 200, description = "Released: the next account to report for it owns it", body = DeviceView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
-#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+#[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn release_owner(
     state: web::Data<AppState>,
     admin: AdminUser,
@@ -45,7 +45,7 @@ pub async fn release_owner(
 }
 
 #[utoipa::path(delete, path = "/v1/admin/devices/{device_id}/failures", tag = "admin-firmware", security(("bearer" = [])), params(("device_id" = String, Path, description = "Device id")), responses((status = 200, description = "Cleared: releases it failed are offered to it again", body = DeviceView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
-#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+#[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn clear_failures(
     state: web::Data<AppState>,
     admin: AdminUser,

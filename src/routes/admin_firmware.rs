@@ -83,7 +83,7 @@ fn stalled(idle: Duration) -> ApiError {
 }
 
 #[utoipa::path(post, path = "/v1/admin/firmware", tag = "admin-firmware", security(("bearer" = [])), request_body(content = UploadForm, content_type = "multipart/form-data", description = "A `metadata` JSON part first, then the `file` part"), responses((status = 201, description = "A new draft release", body = ReleaseView), (status = 200, description = "The same version and bytes were uploaded before: that release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 408, description = "The body stopped for firmware.upload_idle_timeout_s", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody), (status = 413, description = "Too large", body = crate::error::ErrorBody)))]
-#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+#[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn upload_release(
     state: web::Data<AppState>,
     admin: AdminUser,
@@ -198,7 +198,7 @@ pub async fn get_release(
 }
 
 #[utoipa::path(patch, path = "/v1/admin/firmware/{id}", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = ReleasePatch, responses((status = 200, description = "The edited release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
-#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+#[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn patch_release(
     state: web::Data<AppState>,
     admin: AdminUser,
@@ -209,7 +209,7 @@ pub async fn patch_release(
 }
 
 #[utoipa::path(delete, path = "/v1/admin/firmware/{id}", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
-#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+#[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn delete_release(
     state: web::Data<AppState>,
     admin: AdminUser,
@@ -220,7 +220,7 @@ pub async fn delete_release(
 }
 
 #[utoipa::path(post, path = "/v1/admin/firmware/{id}/publish", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = PublishRequest, responses((status = 201, description = "The new rollout", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
-#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+#[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn publish_release(
     state: web::Data<AppState>,
     admin: AdminUser,
@@ -234,7 +234,7 @@ pub async fn publish_release(
 }
 
 #[utoipa::path(post, path = "/v1/admin/firmware/{id}/revoke", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = RevokeRequest, responses((status = 200, description = "The revoked release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
-#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+#[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn revoke_release(
     state: web::Data<AppState>,
     admin: AdminUser,

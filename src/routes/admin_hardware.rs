@@ -32,7 +32,7 @@ pub async fn get_floor(
 }
 
 #[utoipa::path(put, path = "/v1/admin/hardware/{hardware}/floor", tag = "admin-firmware", security(("bearer" = [])), params(("hardware" = String, Path, description = "Hardware id")), request_body = FloorRequest, responses((status = 200, description = "The new floor", body = FloorView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody)))]
-#[tracing::instrument(skip_all, fields(actor = %admin.0.sub))]
+#[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn put_floor(
     state: web::Data<AppState>,
     admin: AdminUser,

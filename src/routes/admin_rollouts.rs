@@ -70,7 +70,7 @@ async fn control(
     id: &str,
     command: Command,
 ) -> Result<HttpResponse, ApiError> {
-    tracing::info!(actor = %admin.0.sub, rollout_id = %id, ?command, "rollout control");
+    tracing::info!(actor = %crate::telemetry::escaped(&admin.0.sub), rollout_id = %id, ?command, "rollout control");
     Ok(HttpResponse::Ok().json(rollouts::control(state, parse_id(id)?, command, &admin.0.sub).await?))
 }
 

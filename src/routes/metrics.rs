@@ -1,7 +1,10 @@
-//! `GET /metrics`: Prometheus text format.
+//! `GET /metrics`: Prometheus text format, for anyone or only for scrapers that send
+//! `metrics.token` as a bearer token.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use sea_orm::{EntityTrait, QuerySelect};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::db::entities::rollout;
 use crate::domain::rollout::RolloutState;
@@ -12,8 +15,11 @@ pub fn mount(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics_token" = [])), responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "`metrics.token` is set and the request does not carry it as a bearer token", body = crate::error::ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer")))))]
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !may_read(&state.settings.metrics.token, &req) {
+        return Err(ApiError::Unauthorized("metrics: the metrics token is required".into()));
+    }
     // Rollout states are read at scrape time: the database is the truth across instances.
     let rows: Vec<(String, i64)> = rollout::Entity::find()
         .select_only()
@@ -29,4 +35,18 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     }
     let body = state.metrics.render().map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body))
+}
+
+/// Whether `req` may read the metrics: always without a configured token, else only with it as
+/// its bearer token. Compared as SHA-256 digests in constant time, so neither the time taken nor
+/// an early exit says how much of a guess was right, or how long the token is.
+fn may_read(token: &str, req: &HttpRequest) -> bool {
+    if token.is_empty() {
+        return true;
+    }
+    let Ok(Some(presented)) = crate::auth::bearer(req) else {
+        return false;
+    };
+    let (presented, expected) = (Sha256::digest(presented.as_bytes()), Sha256::digest(token.as_bytes()));
+    presented.as_slice().ct_eq(expected.as_slice()).into()
 }

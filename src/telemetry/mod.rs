@@ -1,6 +1,12 @@
 //! Logging: tracing with a pretty or JSON format, one span per request carrying its request id,
 //! so every line a request causes can be found with that id. Tokens, keys and passwords are
 //! never logged: the span records method, path, status and latency only.
+//!
+//! Text a client chose (a token's `sub`, an error quoting its input) is logged through
+//! [`escaped`]: the pretty format writes a field's `Display` as it is, so a newline in it would
+//! start a line of the client's own and an escape sequence would reach the terminal of whoever
+//! reads the log. The method (an HTTP token), the path (the HTTP parser refuses spaces, controls
+//! and bytes above 0x7e in it) and the request id ([`RequestId`]) need no escaping.
 
 mod access_line;
 mod batched_writer;
@@ -47,6 +53,12 @@ pub fn init(settings: &LogSettings) -> std::io::Result<FlushGuard> {
         access_line::install(writer, json);
     }
     Ok(guard)
+}
+
+/// `text` for a log field: as it is, but for backslashes, quotes, controls and other unprintable
+/// characters (newlines, ESC, C1 controls), which are written as Rust escapes (`\n`, `\u{1b}`).
+pub fn escaped(text: &str) -> std::str::EscapeDebug<'_> {
+    text.escape_debug()
 }
 
 /// The header a request id arrives in, and leaves in (on responses and forwarded requests).

@@ -25,7 +25,7 @@ fn decisions() -> BTreeMap<(&'static str, &'static str), Policy> {
     BTreeMap::from([
         (("get", "/healthz"), Public),
         (("get", "/readyz"), Public),
-        (("get", "/metrics"), Public),
+        (("get", "/metrics"), Public), // unless `metrics.token` is set: metrics.rs
         (("get", "/v1/firmware/check"), Caller),
         (("get", "/v1/firmware"), Caller),
         (("get", "/v1/firmware/{id}"), Caller),

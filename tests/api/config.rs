@@ -96,6 +96,20 @@ fn bad_values_are_refused_naming_the_key() {
 }
 
 #[test]
+fn an_s3_endpoint_carrying_credentials_is_refused_without_printing_them() {
+    for endpoint in ["http://AKIAEXAMPLE:wJalr/XUtnFEMI@s3:9000", "http://AKIAEXAMPLE:wJalrXUtnFEMI@s3:9000"]
+    {
+        let message = load_error(&[
+            ("NOWATCH_OTA__STORAGE__BACKEND", "s3"),
+            ("NOWATCH_OTA__STORAGE__S3__BUCKET", "firmware"),
+            ("NOWATCH_OTA__STORAGE__S3__ENDPOINT", endpoint),
+        ]);
+        assert!(message.contains("storage.s3.endpoint"), "{message}");
+        assert!(!message.contains("wJalr") && !message.contains("AKIAEXAMPLE"), "{message}");
+    }
+}
+
+#[test]
 fn production_refuses_the_dev_signing_key_and_the_dev_jwt_secret() {
     let message = load_error(&[("NOWATCH_OTA_ENV", "production")]);
     assert!(message.contains("signing.key_file"), "{message}");
@@ -104,6 +118,23 @@ fn production_refuses_the_dev_signing_key_and_the_dev_jwt_secret() {
         ("NOWATCH_OTA__SIGNING__KEY_FILE", "/etc/ota/signing.pem"),
     ]);
     assert!(message.contains("auth.hs_secret"), "{message}");
+    let message = load_error(&[
+        ("NOWATCH_OTA_ENV", "production"),
+        ("NOWATCH_OTA__SIGNING__KEY_FILE", "/etc/ota/signing.pem"),
+        ("NOWATCH_OTA__AUTH__HS_SECRET", "a-real-production-secret-of-enough-length"),
+    ]);
+    assert!(message.contains("metrics.token"), "{message}");
+}
+
+#[test]
+fn a_metrics_token_must_be_long_and_sendable_and_is_never_echoed() {
+    for token in ["short-token", "a token with spaces in it", "tab\tseparated-token-of-length"] {
+        let message = load_error(&[("NOWATCH_OTA__METRICS__TOKEN", token)]);
+        assert!(message.contains("metrics.token"), "{message}");
+        assert!(!message.contains(token), "{message}");
+    }
+    let settings = Settings::load_from(env(&[("NOWATCH_OTA__METRICS__TOKEN", "0123456789abcdef")])).unwrap();
+    assert!(!format!("{settings:?}").contains("0123456789abcdef"));
 }
 
 #[tokio::test]
@@ -117,6 +148,7 @@ async fn production_refuses_the_dev_key_even_when_named_as_a_file() {
     );
     env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
     env.insert("NOWATCH_OTA__SERVER__PUBLIC_URL".into(), "https://ota.example.com".into());
+    env.insert("NOWATCH_OTA__METRICS__TOKEN".into(), "a-real-metrics-token-for-the-scraper".into());
     let settings = Settings::load_from(env).unwrap();
     let error = Application::build(settings).await.err().unwrap().to_string();
     assert!(error.contains("DEV ONLY"), "{error}");
@@ -132,6 +164,7 @@ async fn production_starts_with_a_real_key_and_secret() {
     env.insert("NOWATCH_OTA__SIGNING__KEY_FILE".into(), key.display().to_string());
     env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
     env.insert("NOWATCH_OTA__SERVER__PUBLIC_URL".into(), "https://ota.example.com".into());
+    env.insert("NOWATCH_OTA__METRICS__TOKEN".into(), "a-real-metrics-token-for-the-scraper".into());
     let app = Application::build(Settings::load_from(env).unwrap()).await.unwrap();
     assert_ne!(app.port(), 0);
 }

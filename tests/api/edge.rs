@@ -121,6 +121,7 @@ async fn production_requires_a_public_url() {
     env.insert("NOWATCH_OTA_ENV".into(), "production".into());
     env.insert("NOWATCH_OTA__SIGNING__KEY_FILE".into(), "/run/secrets/signing.pem".into());
     env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
+    env.insert("NOWATCH_OTA__METRICS__TOKEN".into(), "a-real-metrics-token-for-the-scraper".into());
     let error = nowatch_ota::config::Settings::load_from(env.clone()).unwrap_err().to_string();
     assert!(error.contains("server.public_url"), "{error}");
     env.insert("NOWATCH_OTA__SERVER__PUBLIC_URL".into(), "https://ota.example.com".into());

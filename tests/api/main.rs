@@ -18,6 +18,8 @@ mod edge;
 mod errors;
 mod health;
 mod limits;
+mod logs;
+mod metrics;
 mod openapi;
 mod operations;
 mod outages;
