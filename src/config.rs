@@ -83,6 +83,9 @@ pub struct S3Settings {
     pub bucket: String,
     pub region: String,
     pub endpoint: String,
+    /// The endpoint presigned download URLs name (`download_mode = "redirect"`), as clients
+    /// reach the store; empty: `endpoint`.
+    pub public_endpoint: String,
     pub path_style: bool,
     pub access_key_id: String,
     pub secret_access_key: String,
@@ -177,6 +180,18 @@ pub struct ProxySettings {
     pub max_body_bytes: u64,
     pub max_connections: usize,
     pub keep_alive_s: u64,
+}
+
+/// An absolute http(s) URL with a host and no credentials, query or fragment.
+fn is_plain_http_url(value: &str) -> bool {
+    url::Url::parse(value).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none()
+    })
 }
 
 /// Paths served here, which no proxy prefix may overlap.
@@ -321,6 +336,13 @@ impl Settings {
         }
         if self.storage.s3.presign_ttl_s == 0 || self.storage.s3.presign_ttl_s > 7 * 86400 {
             return fail("storage.s3.presign_ttl_s", "must be between 1 s and 7 days");
+        }
+        let public = &self.storage.s3.public_endpoint;
+        if !public.is_empty() && !is_plain_http_url(public) {
+            return fail(
+                "storage.s3.public_endpoint",
+                "must be empty or an absolute http(s) URL without credentials, a query or a fragment",
+            );
         }
         if self.signing.manifest_ttl_s < 60 {
             return fail("signing.manifest_ttl_s", "must be at least 60 seconds");

@@ -78,6 +78,12 @@ fn bad_values_are_refused_naming_the_key() {
         ("NOWATCH_OTA__DATABASE__URL", "mysql://x", "database.url"),
         ("NOWATCH_OTA__FIRMWARE__CHANNELS", "stable,stable", "firmware.channels"),
         ("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE", "redirect", "firmware.download_mode"),
+        ("NOWATCH_OTA__STORAGE__S3__PUBLIC_ENDPOINT", "s3.example.com", "storage.s3.public_endpoint"),
+        (
+            "NOWATCH_OTA__STORAGE__S3__PUBLIC_ENDPOINT",
+            "https://ak:sk@s3.example.com",
+            "storage.s3.public_endpoint",
+        ),
         ("NOWATCH_OTA__PROXY__UPSTREAM", "ftp://backend", "proxy.upstream"),
         ("NOWATCH_OTA__PROXY__UPSTREAM", "backend:3000", "proxy.upstream"),
         ("NOWATCH_OTA__PROXY__UPSTREAM", "http://backend:3000/?x=1", "proxy.upstream"),

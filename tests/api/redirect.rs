@@ -1,12 +1,13 @@
 //! `firmware.download_mode = "redirect"` against a real S3-compatible server (s3s-fs, which
 //! checks SigV4 signatures and expiry): the service answers HEAD, 304 and 416 itself, as in the
-//! other modes, and sends only a GET that transfers bytes to a presigned URL.
+//! other modes, and sends only a GET that transfers bytes to a URL presigned for
+//! `storage.s3.public_endpoint`.
 
 use serde_json::json;
 
 use crate::helpers::{
-    TestApp, assert_error_shape, fresh_bucket, image_bytes, publish, s3_env, sha256_hex, spawn_app_with,
-    upload_ok,
+    TestApp, assert_error_shape, fresh_bucket, image_bytes, publish, s3_env, s3_server, sha256_hex,
+    spawn_app_with, upload_ok,
 };
 
 const LEN: usize = 70_000;
@@ -137,4 +138,17 @@ async fn a_resume_guarded_by_the_service_etag_or_a_range_it_ignores_is_served_he
     assert_eq!(several.status(), 200);
     assert_eq!(several.headers()["etag"], etag.as_str());
     assert_eq!(several.bytes().await.unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn redirect_urls_are_presigned_for_the_public_endpoint() {
+    // The same s3s-fs under another name, as a watch would reach a store behind its own host.
+    let public = s3_server().endpoint.replace("127.0.0.1", "localhost");
+    let app = redirect_app(&[("NOWATCH_OTA__STORAGE__S3__PUBLIC_ENDPOINT", &public)]).await;
+    let (path, bytes, _) = release(&app).await;
+    let url = location(&app, &path).await;
+    assert!(url.starts_with(&format!("{public}/")), "{url} is not on {public}");
+    let image = reqwest::get(&url).await.unwrap();
+    assert_eq!(image.status(), 200, "the URL is signed for the public host");
+    assert_eq!(image.bytes().await.unwrap(), bytes);
 }
