@@ -3,6 +3,8 @@
 //! other modes, and sends only a GET that transfers bytes to a URL presigned for
 //! `storage.s3.public_endpoint`.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::helpers::{
@@ -151,4 +153,24 @@ async fn redirect_urls_are_presigned_for_the_public_endpoint() {
     let image = reqwest::get(&url).await.unwrap();
     assert_eq!(image.status(), 200, "the URL is signed for the public host");
     assert_eq!(image.bytes().await.unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn a_url_handed_out_before_a_revoke_works_only_until_its_short_expiry() {
+    let app = redirect_app(&[("NOWATCH_OTA__STORAGE__S3__PRESIGN_TTL_S", "1")]).await;
+    let (path, _, _) = release(&app).await;
+    let handed_out = location(&app, &path).await;
+    let id = path.trim_start_matches("/v1/firmware/").trim_end_matches("/download");
+    let revoked = app
+        .post(&format!("/v1/admin/firmware/{id}/revoke"))
+        .bearer_auth(app.admin_token())
+        .json(&json!({"reason": "bricks watches"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let again = not_following().get(app.url(&path)).bearer_auth(app.user_token()).send().await.unwrap();
+    assert_error_shape(again, 404, &path).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(reqwest::get(&handed_out).await.unwrap().status(), 403, "expired with its lifetime");
 }
