@@ -107,12 +107,22 @@ pub struct S3Settings {
     pub bucket: String,
     pub region: String,
     pub endpoint: String,
+    /// The endpoint presigned download URLs name (`download_mode = "redirect"`), as clients
+    /// reach the store; empty: `endpoint`.
+    pub public_endpoint: String,
     pub path_style: bool,
     pub access_key_id: String,
     pub secret_access_key: String,
     pub part_size_bytes: usize,
+    /// At most [`MAX_PRESIGN_TTL_S`]: a URL handed out before a revoke works until it expires.
     pub presign_ttl_s: u64,
 }
+
+/// The longest a presigned download URL may live, in seconds (15 minutes). A URL is only needed
+/// from the 302 to the first byte (a download in flight is not cut when it expires, and a
+/// resume asks this service again), and every second of it is a second a revoked image stays
+/// downloadable.
+pub const MAX_PRESIGN_TTL_S: u64 = 900;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,6 +211,18 @@ pub struct ProxySettings {
     pub max_body_bytes: u64,
     pub max_connections: usize,
     pub keep_alive_s: u64,
+}
+
+/// An absolute http(s) URL with a host and no credentials, query or fragment.
+fn is_plain_http_url(value: &str) -> bool {
+    url::Url::parse(value).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none()
+    })
 }
 
 /// Paths served here, which no proxy prefix may overlap.
@@ -375,8 +397,18 @@ impl Settings {
         if !(5 << 20..=5 << 30).contains(&self.storage.s3.part_size_bytes) {
             return fail("storage.s3.part_size_bytes", "must be between 5 MiB and 5 GiB");
         }
-        if self.storage.s3.presign_ttl_s == 0 || self.storage.s3.presign_ttl_s > 7 * 86400 {
-            return fail("storage.s3.presign_ttl_s", "must be between 1 s and 7 days");
+        if !(1..=MAX_PRESIGN_TTL_S).contains(&self.storage.s3.presign_ttl_s) {
+            return fail(
+                "storage.s3.presign_ttl_s",
+                &format!("must be between 1 and {MAX_PRESIGN_TTL_S} seconds (15 minutes)"),
+            );
+        }
+        let public = &self.storage.s3.public_endpoint;
+        if !public.is_empty() && !is_plain_http_url(public) {
+            return fail(
+                "storage.s3.public_endpoint",
+                "must be empty or an absolute http(s) URL without credentials, a query or a fragment",
+            );
         }
         if self.signing.manifest_ttl_s < 60 {
             return fail("signing.manifest_ttl_s", "must be at least 60 seconds");

@@ -1,7 +1,8 @@
 //! `GET`/`HEAD /v1/firmware/{id}/download`: the image, streamed from the store with single
 //! ranges (resuming a broken download), validators for caches, or a redirect to a presigned
-//! S3 URL. Published releases come from the in-memory catalog; admins may also fetch drafts and
-//! revoked releases, which are looked up in the database.
+//! S3 URL for a GET that transfers bytes (HEAD, 304 and 416 are always answered here, so every
+//! mode answers them alike). Published releases come from the in-memory catalog; admins may
+//! also fetch drafts and revoked releases, which are looked up in the database.
 
 use std::time::Duration;
 
@@ -54,7 +55,18 @@ async fn find_image(state: &AppState, id: uuid::Uuid, admin: bool) -> Result<Ima
     })
 }
 
-#[utoipa::path(get, path = "/v1/firmware/{id}/download", operation_id = "download", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image (with download_mode = accel, GET answers empty with X-Accel-Redirect and the nginx in front sends it)", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "Redirect to a presigned URL (download_mode = redirect)"), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
+/// Whether S3, sent this GET's `Range` and `If-Range` as they are (a client repeats them after
+/// the 302), answers it as this service would: no range, or a single satisfiable one whose
+/// `If-Range`, if any, is not this service's ETag. S3 compares `If-Range` with its own ETag (an
+/// MD5, not the SHA-256), so a resume guarded by ours would get the whole image from S3, and a
+/// range this service ignores (malformed, several) may get S3's XML 416: those are served here.
+fn s3_answers_alike(range: Option<&str>, if_range: Option<&str>, etag: &str, size: u64) -> bool {
+    let Some(range) = range else { return true };
+    if_range.is_none_or(|v| v.trim() != etag)
+        && matches!(RangeRequest::parse(Some(range), size), RangeRequest::Part { .. })
+}
+
+#[utoipa::path(get, path = "/v1/firmware/{id}/download", operation_id = "download", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image (with download_mode = accel, GET answers empty with X-Accel-Redirect and the nginx in front sends it)", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "Redirect to a URL presigned for storage.s3.public_endpoint (download_mode = redirect), for a GET that transfers bytes; HEAD, 304 and 416 are answered here"), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
 pub async fn serve(
     state: web::Data<AppState>,
     caller: OptionalCaller,
@@ -71,15 +83,6 @@ pub async fn serve(
         return Err(not_found(id));
     }
 
-    if state.settings.firmware.download_mode == DownloadMode::Redirect {
-        let ttl = Duration::from_secs(state.settings.storage.s3.presign_ttl_s);
-        let url = state.store.presign_get(&image.key, ttl).await?;
-        return Ok(HttpResponse::Found()
-            .insert_header((header::LOCATION, url))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish());
-    }
-
     let etag = format!("\"{}\"", image.sha256);
     let cache_control = if state.settings.auth.public_downloads && image.published {
         "public, max-age=31536000, immutable"
@@ -93,11 +96,9 @@ pub async fn serve(
             .finish());
     }
     let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+    let if_range = req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok());
     // If-Range: resume only if the image is still the one the client started (strong match).
-    let range_valid = match req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
-        Some(validator) => validator.trim() == etag,
-        None => true,
-    };
+    let range_valid = if_range.is_none_or(|validator| validator.trim() == etag);
     let range = if range_valid { RangeRequest::parse(range_header, image.size) } else { RangeRequest::Whole };
 
     let (status, part) = match range {
@@ -105,6 +106,18 @@ pub async fn serve(
         RangeRequest::Part { start, end } => (StatusCode::PARTIAL_CONTENT, Some(ByteRange { start, end })),
         RangeRequest::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable(image.size)),
     };
+    if state.settings.firmware.download_mode == DownloadMode::Redirect
+        && req.method() == Method::GET
+        && s3_answers_alike(range_header, if_range, &etag, image.size)
+    {
+        // Only now, with the bytes to send: HEAD, 304 and 416 were answered above, here.
+        let ttl = Duration::from_secs(state.settings.storage.s3.presign_ttl_s);
+        let url = state.store.presign_get(&image.key, ttl).await?;
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
+    }
     let length = part.map_or(image.size, |p| p.len());
     let mut response = HttpResponse::build(status);
     response
@@ -138,7 +151,7 @@ pub async fn serve(
 }
 
 /// `HEAD`: the same headers as `GET`, without opening the image.
-#[utoipa::path(head, path = "/v1/firmware/{id}/download", operation_id = "download_head", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "Redirect to a presigned URL (download_mode = redirect)"), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
+#[utoipa::path(head, path = "/v1/firmware/{id}/download", operation_id = "download_head", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
 pub async fn head(
     state: web::Data<AppState>,
     caller: OptionalCaller,

@@ -22,6 +22,9 @@ use crate::domain::Sha256Digest;
 
 pub struct S3Store {
     client: Client,
+    /// Signs download URLs for `storage.s3.public_endpoint`, the host clients reach the store
+    /// at (the same client when it is not set). Presigning makes no request.
+    presigner: Client,
     bucket: String,
     part_size: usize,
     multipart: Bucket,
@@ -60,15 +63,26 @@ impl S3Store {
             ));
         }
         let shared = loader.load().await;
-        let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.path_style).build();
-        let client = Client::from_conf(config);
+        let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.path_style);
+        let client = Client::from_conf(config.clone().build());
+        let presigner = if settings.public_endpoint.is_empty() {
+            client.clone()
+        } else {
+            Client::from_conf(config.endpoint_url(&settings.public_endpoint).build())
+        };
         let multipart = Bucket {
             client: client.clone(),
             name: settings.bucket.clone(),
             pending: std::sync::Arc::new(PendingAborts::default()),
             told_unlisted: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
-        Ok(Self { client, bucket: settings.bucket.clone(), part_size: settings.part_size_bytes, multipart })
+        Ok(Self {
+            client,
+            presigner,
+            bucket: settings.bucket.clone(),
+            part_size: settings.part_size_bytes,
+            multipart,
+        })
     }
 
     pub(super) async fn put<S, E>(
@@ -191,7 +205,7 @@ impl S3Store {
     pub(super) async fn presign_get(&self, key: &ObjectKey, ttl: Duration) -> Result<String, StorageError> {
         let config = PresigningConfig::expires_in(ttl).map_err(s3_error)?;
         let request = self
-            .client
+            .presigner
             .get_object()
             .bucket(&self.bucket)
             .key(key.to_string())

@@ -431,32 +431,6 @@ async fn a_download_cut_halfway_resumes_with_a_range_and_ends_with_the_exact_byt
 }
 
 #[tokio::test]
-async fn redirect_mode_sends_a_presigned_s3_url_that_serves_the_image() {
-    let bucket = crate::helpers::fresh_bucket().await;
-    let mut env: Vec<(String, String)> = crate::helpers::s3_env(&bucket).into_iter().collect();
-    env.push(("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE".into(), "redirect".into()));
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let app = spawn_app_with(&pairs).await;
-    let bytes = image_bytes(5, 200_000);
-    let rel = release(&app, "1.0.0", &["nw-s1"], 5, "stable").await;
-    let _ = bytes;
-    let id = rel["id"].as_str().unwrap();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = client
-        .get(app.url(&format!("/v1/firmware/{id}/download")))
-        .bearer_auth(app.user_token())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 302);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.contains("X-Amz-Signature"), "{location}");
-    let image = reqwest::get(&location).await.unwrap();
-    assert_eq!(image.status(), 200);
-    assert_eq!(sha256_hex(&image.bytes().await.unwrap()), rel["sha256"].as_str().unwrap());
-}
-
-#[tokio::test]
 async fn public_downloads_serve_keys_and_published_images_without_a_token() {
     let app = spawn_app_with(&[("NOWATCH_OTA__AUTH__PUBLIC_DOWNLOADS", "true")]).await;
     let rel = release(&app, "1.0.0", &["nw-s1"], 1, "stable").await;

@@ -24,6 +24,7 @@ mod openapi;
 mod operations;
 mod outages;
 mod proxy;
+mod redirect;
 mod rollouts;
 mod signing;
 mod storage;
