@@ -164,6 +164,8 @@ pub enum DownloadMode {
 #[serde(deny_unknown_fields)]
 pub struct FirmwareSettings {
     pub channels: Vec<String>,
+    /// Channel -> the role a caller needs to see it (`""`: none); see `services::channel_access`.
+    pub channel_roles: std::collections::BTreeMap<String, String>,
     pub max_upload_bytes: u64,
     /// The longest an upload body may stall before its 408.
     pub upload_idle_timeout_s: u64,
@@ -426,8 +428,8 @@ impl Settings {
         if !hs && self.auth.public_key_file.is_empty() {
             return fail("auth.public_key_file", "required for a non-HS algorithm");
         }
-        if self.firmware.channels.is_empty() {
-            return fail("firmware.channels", "must list at least one channel");
+        if self.firmware.channels.is_empty() || self.firmware.channels.len() > 64 {
+            return fail("firmware.channels", "must list between 1 and 64 channels");
         }
         for (i, channel) in self.firmware.channels.iter().enumerate() {
             if crate::domain::Channel::parse(channel).is_err() {
@@ -436,6 +438,11 @@ impl Settings {
             if self.firmware.channels[..i].contains(channel) {
                 return fail("firmware.channels", &format!("{channel:?} is listed twice"));
             }
+        }
+        if let Some(unknown) =
+            self.firmware.channel_roles.keys().find(|c| !self.firmware.channels.contains(c))
+        {
+            return fail("firmware.channel_roles", &format!("{unknown:?} is not one of firmware.channels"));
         }
         if self.firmware.max_upload_bytes == 0 {
             return fail("firmware.max_upload_bytes", "must be above 0");

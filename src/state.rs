@@ -6,6 +6,7 @@ use crate::auth::JwtVerifier;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
+use crate::services::channel_access::ChannelAccess;
 use crate::services::limits::Limits;
 use crate::signing::{ManifestSigner, ReleaseKeys};
 use crate::storage::BlobStore;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub catalog: Catalog,
     /// Request limits of this instance, in memory (checks, reports, new devices).
     pub limits: Limits,
+    /// Which channels a caller may see (`firmware.channel_roles`).
+    pub channel_access: ChannelAccess,
     pub metrics: Metrics,
 }
 
@@ -45,6 +48,7 @@ impl AppState {
         let limits = Limits::from_settings(&settings);
         let state = Self {
             limits,
+            channel_access: ChannelAccess::from_settings(&settings.firmware),
             settings,
             db,
             store,

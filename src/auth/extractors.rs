@@ -15,6 +15,8 @@ use crate::state::AppState;
 pub struct Caller {
     pub sub: String,
     pub is_admin: bool,
+    /// The token's roles (`auth.roles_claim`): which restricted channels it may see.
+    pub roles: std::sync::Arc<[String]>,
     /// The devices the token may report for, when `auth.device_claim` is configured.
     pub devices: Option<std::sync::Arc<[String]>>,
 }
@@ -49,7 +51,12 @@ fn authenticate(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
     let identity = state.jwt.verify(token)?;
-    Ok(Some(Caller { sub: identity.sub, is_admin: identity.is_admin, devices: identity.devices }))
+    Ok(Some(Caller {
+        sub: identity.sub,
+        is_admin: identity.is_admin,
+        roles: identity.roles,
+        devices: identity.devices,
+    }))
 }
 
 impl FromRequest for Caller {

@@ -60,6 +60,8 @@ impl JwtAlgorithm {
 pub struct Identity {
     pub sub: String,
     pub is_admin: bool,
+    /// The token's roles (`auth.roles_claim`), for `firmware.channel_roles`.
+    pub roles: std::sync::Arc<[String]>,
     /// The devices the token names in `auth.device_claim`, when that is configured (empty if the
     /// token names none); `None` when it is not.
     pub devices: Option<std::sync::Arc<[String]>>,
@@ -199,10 +201,13 @@ impl JwtVerifier {
             _ => return Err(AuthError::NoSubject),
         };
         let flag = claims.get(&self.admin_flag_claim) == Some(&Value::Bool(true));
-        let role = claims
+        // At most a few dozen roles are kept: they are compared against `firmware.channel_roles`.
+        let roles: std::sync::Arc<[String]> = claims
             .get(&self.roles_claim)
             .and_then(Value::as_array)
-            .is_some_and(|roles| roles.iter().any(|r| r.as_str() == Some("admin")));
+            .map(|roles| roles.iter().filter_map(Value::as_str).take(32).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let role = roles.iter().any(|r| r == "admin");
         // `exp` is a required claim, so validation has read it as a number already.
         let exp = claims.get("exp").and_then(|e| e.as_u64().or_else(|| e.as_f64().map(|f| f as u64)));
         let devices = self.device_claim.as_ref().map(|claim| match claims.get(claim) {
@@ -210,7 +215,7 @@ impl JwtVerifier {
             Some(Value::Array(many)) => many.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect(),
             _ => Vec::new().into(),
         });
-        Ok((Identity { sub, is_admin: flag || role, devices }, exp.ok_or(AuthError::Invalid)?))
+        Ok((Identity { sub, is_admin: flag || role, roles, devices }, exp.ok_or(AuthError::Invalid)?))
     }
 }
 
@@ -244,7 +249,10 @@ mod tests {
     use super::*;
 
     fn verified(sub: &str, valid_until: u64) -> Verified {
-        Verified { identity: Identity { sub: sub.into(), is_admin: false, devices: None }, valid_until }
+        Verified {
+            identity: Identity { sub: sub.into(), is_admin: false, roles: Default::default(), devices: None },
+            valid_until,
+        }
     }
 
     #[test]

@@ -12,13 +12,14 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::TryStreamExt;
 
-use crate::auth::OptionalCaller;
+use crate::auth::{Caller, OptionalCaller};
 use crate::config::DownloadMode;
 use crate::domain::Sha256Digest;
 use crate::domain::range::RangeRequest;
 use crate::error::ApiError;
 use crate::routes::admin_firmware::parse_id;
 use crate::routes::firmware::if_none_match;
+use crate::services::channel_access::sees;
 use crate::services::releases::not_found;
 use crate::state::AppState;
 use crate::storage::{ByteRange, ObjectKey};
@@ -27,31 +28,42 @@ struct Image {
     key: ObjectKey,
     size: u64,
     sha256: String,
-    published: bool,
+    /// Published on a channel an anonymous caller may see: a shared cache may keep it.
+    public: bool,
 }
 
-async fn find_image(state: &AppState, id: uuid::Uuid, admin: bool) -> Result<Image, ApiError> {
+/// The image of release `id` if `caller` may download it: a published release on a channel it
+/// may see (`firmware.channel_roles`); drafts and revoked ones for admins only. Anything else
+/// is 404, as if the release did not exist.
+async fn find_image(state: &AppState, id: uuid::Uuid, caller: Option<&Caller>) -> Result<Image, ApiError> {
+    let access = &state.channel_access;
+    let (visible, anonymous) = (access.visible(caller), access.visible(None));
     if let Some(offered) = state.catalog.snapshot().by_id.get(&id) {
+        if !offered.channel_ranks.iter().any(|&c| sees(visible, c)) {
+            return Err(not_found(id));
+        }
         return Ok(Image {
             key: offered.blob_key.clone(),
             size: offered.size,
             sha256: offered.sha256.clone(),
-            published: true,
+            public: offered.channel_ranks.iter().any(|&c| sees(anonymous, c)),
         });
     }
     // Published releases whose rollouts were all aborted are not in the catalog but stay
-    // downloadable, so a device that started may finish; drafts and revoked ones are admins' only.
-    let release = crate::db::firmware::find(&state.db, id).await?.ok_or_else(|| not_found(id))?;
-    let published = release.row.state == crate::domain::FirmwareState::Published.as_str();
-    if !published && !admin {
+    // downloadable, so a device that started may finish.
+    let release = crate::services::releases::view(state, id).await?;
+    let published = release.state == crate::domain::FirmwareState::Published.as_str();
+    let seen =
+        |mask| release.channels.is_empty() || release.channels.iter().any(|c| access.sees_named(mask, c));
+    if !(published && seen(visible)) && !caller.is_some_and(|c| c.is_admin) {
         return Err(not_found(id));
     }
-    let digest = Sha256Digest::parse(&release.row.sha256).map_err(ApiError::internal)?;
+    let digest = Sha256Digest::parse(&release.sha256).map_err(ApiError::internal)?;
     Ok(Image {
         key: ObjectKey::Firmware(digest),
-        size: u64::try_from(release.row.size).map_err(ApiError::internal)?,
-        sha256: release.row.sha256,
-        published,
+        size: u64::try_from(release.size).map_err(ApiError::internal)?,
+        public: published && seen(anonymous),
+        sha256: release.sha256,
     })
 }
 
@@ -78,13 +90,10 @@ pub async fn serve(
     if caller.is_none() && !state.settings.auth.public_downloads {
         return Err(crate::auth::AuthError::Missing.into());
     }
-    let image = find_image(&state, id, caller.as_ref().is_some_and(|c| c.is_admin)).await?;
-    if caller.is_none() && !image.published {
-        return Err(not_found(id));
-    }
+    let image = find_image(&state, id, caller.as_ref()).await?;
 
     let etag = format!("\"{}\"", image.sha256);
-    let cache_control = if state.settings.auth.public_downloads && image.published {
+    let cache_control = if state.settings.auth.public_downloads && image.public {
         "public, max-age=31536000, immutable"
     } else {
         "private, max-age=31536000, immutable"

@@ -18,6 +18,7 @@ use crate::routes::download;
 use crate::services::catalog::Offered;
 #[allow(unused_imports)]
 use crate::services::catalog::PublicRelease;
+use crate::services::channel_access::sees;
 use crate::services::releases::not_found;
 #[allow(unused_imports)]
 use crate::services::reports::ReportView;
@@ -107,7 +108,8 @@ pub async fn check(
             &kept
         }
     };
-    let device = Device { id: &device_id, current: &current, channel_rank: rank };
+    let visible_ranks = state.channel_access.visible(Some(&caller));
+    let device = Device { id: &device_id, current: &current, channel_rank: rank, visible_ranks };
     let Some(offer) = select(releases, &device, snapshot.floors.get(hardware.as_str())) else {
         state.metrics.update_checks.with_label_values(&["none"]).inc();
         return Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish());
@@ -159,19 +161,20 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/v1/firmware", tag = "firmware", security(("bearer" = [])), params(("hardware" = String, Query, description = "Hardware id"), ("channel" = Option<String>, Query, description = "Default: the most stable channel")), responses((status = 200, description = "Published releases visible on the channel, newest first", body = PublicReleaseList), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody)))]
 pub async fn list(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let hardware = HardwareId::parse(required(&query.hardware, "hardware")?)
         .map_err(|e| ApiError::field("hardware", e))?;
     let rank = channel_rank(&state, query.channel.as_deref())?;
+    let visible = state.channel_access.visible(Some(&caller));
     let snapshot = state.catalog.snapshot();
     let items: Vec<&str> = snapshot
         .by_hardware
         .get(hardware.as_str())
         .into_iter()
         .flatten()
-        .filter(|r| r.channel_ranks.iter().any(|&c| c <= rank))
+        .filter(|r| r.channel_ranks.iter().any(|&c| c <= rank && sees(visible, c)))
         .map(|r| &*r.public_json)
         .collect();
     let body = format!(r#"{{"items":[{}],"total":{}}}"#, items.join(","), items.len());
@@ -186,11 +189,17 @@ pub async fn get_release(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    let visible = state.channel_access.visible(Some(&caller));
     if let Some(offered) = state.catalog.snapshot().by_id.get(&id) {
+        if !offered.channel_ranks.iter().any(|&c| sees(visible, c)) {
+            return Err(not_found(id));
+        }
         return Ok(HttpResponse::Ok().content_type("application/json").body(offered.public_json.to_string()));
     }
     let view = crate::services::releases::view(&state, id).await?;
-    if view.state == FirmwareState::Draft.as_str() && !caller.is_admin {
+    let hidden = !view.channels.is_empty()
+        && !view.channels.iter().any(|c| state.channel_access.sees_named(visible, c));
+    if (view.state == FirmwareState::Draft.as_str() || hidden) && !caller.is_admin {
         return Err(not_found(id));
     }
     Ok(HttpResponse::Ok().json(PublicRelease::from(view)))
@@ -209,13 +218,18 @@ pub struct ManifestQuery {
 #[utoipa::path(get, path = "/v1/firmware/{id}/manifest", tag = "firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("hardware" = Option<String>, Query, description = "Required when the release has several hardware ids"), ("channel" = Option<String>, Query, description = "Default: the most stable channel it is on")), responses((status = 200, description = "The signed manifest", body = ManifestEnvelope), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
 pub async fn manifest(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     id: web::Path<String>,
     query: web::Query<ManifestQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    let visible = state.channel_access.visible(Some(&caller));
     let snapshot = state.catalog.snapshot();
-    let release = snapshot.by_id.get(&id).ok_or_else(|| not_found(id))?;
+    let release = snapshot
+        .by_id
+        .get(&id)
+        .filter(|r| r.channel_ranks.iter().any(|&c| sees(visible, c)))
+        .ok_or_else(|| not_found(id))?;
     let hardware = match (&query.hardware, release.public.hardware.as_slice()) {
         (Some(h), _) => HardwareId::parse(h).map_err(|e| ApiError::field("hardware", e))?.to_string(),
         (None, [only]) => only.clone(),
@@ -225,8 +239,11 @@ pub async fn manifest(
     };
     let rank = match &query.channel {
         Some(c) => channel_rank(&state, Some(c))?,
-        None => release.channel_ranks.first().copied().unwrap_or(0),
+        None => release.channel_ranks.iter().copied().find(|&c| sees(visible, c)).unwrap_or(0),
     };
+    if !sees(visible, rank) {
+        return Err(not_found(id));
+    }
     let manifest = release.manifests.get(&(hardware.clone(), rank)).ok_or_else(|| {
         ApiError::NotFound(format!("firmware {id} has no manifest for {hardware} on that channel"))
     })?;

@@ -2,6 +2,7 @@
 //! Every write is one database transaction, attributed to the caller's `sub`.
 
 pub mod catalog;
+pub mod channel_access;
 pub mod cut_offs;
 pub mod devices;
 pub mod floors;

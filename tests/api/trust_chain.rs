@@ -267,3 +267,78 @@ async fn keys_from_openssl_sign_manifests_and_releases() {
     let ok = verify(&path, &image, online_pub.to_str().unwrap(), &["--hardware", "nw-s1"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
+
+#[tokio::test]
+async fn a_channel_with_a_role_is_invisible_to_callers_without_it() {
+    let app = spawn_app_with(&[]).await;
+    let internal =
+        upload_ok(&app, "2.0.0", &["nw-s1"], image_bytes(21, 4096)).await["id"].as_str().unwrap().to_owned();
+    publish(&app, &internal, json!({"channel": "internal"})).await;
+    let stable =
+        upload_ok(&app, "1.5.0", &["nw-s1"], image_bytes(22, 4096)).await["id"].as_str().unwrap().to_owned();
+    publish(&app, &stable, json!({"channel": "stable"})).await;
+
+    let user = app.user_token();
+    let tester = crate::helpers::token(json!({"sub": "uid_tester", "roles": ["tester"]}));
+    let get = |path: String, token: String| {
+        let request = app.get(&path).bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+    let listed = |token: String| {
+        let request = app.get("/v1/firmware?hardware=nw-s1&channel=internal").bearer_auth(token);
+        async move {
+            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["version"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let check =
+        "/v1/firmware/check?hardware=nw-s1&version=1.0.0&device_id=watch-int-1&channel=internal".to_owned();
+
+    // A plain token: the internal release is nowhere.
+    assert_eq!(listed(user.clone()).await, ["1.5.0"]);
+    let offer: Value = get(check.clone(), user.clone()).await.json().await.unwrap();
+    assert_eq!(offer["firmware"]["version"], "1.5.0", "{offer}");
+    for path in [
+        format!("/v1/firmware/{internal}"),
+        format!("/v1/firmware/{internal}/manifest"),
+        format!("/v1/firmware/{internal}/manifest?channel=internal"),
+        format!("/v1/firmware/{internal}/download"),
+    ] {
+        let response = get(path.clone(), user.clone()).await;
+        assert_error_shape(response, 404, &path).await;
+    }
+    let manifest = get(format!("/v1/firmware/{stable}/manifest?channel=internal"), user.clone()).await;
+    assert_eq!(manifest.status(), 404, "a manifest issued for the internal channel");
+
+    // The role, and admins, see it.
+    for token in [tester, app.admin_token()] {
+        assert_eq!(listed(token.clone()).await, ["2.0.0", "1.5.0"]);
+        let offer: Value = get(check.clone(), token.clone()).await.json().await.unwrap();
+        assert_eq!(offer["firmware"]["version"], "2.0.0");
+        assert_eq!(get(format!("/v1/firmware/{internal}/download"), token.clone()).await.status(), 200);
+        assert_eq!(get(format!("/v1/firmware/{internal}/manifest"), token).await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn channel_roles_are_configured_per_channel() {
+    let app = spawn_app_with(&[("NOWATCH_OTA__FIRMWARE__CHANNEL_ROLES__BETA", "beta-tester")]).await;
+    let beta =
+        upload_ok(&app, "3.0.0", &["nw-s1"], image_bytes(23, 4096)).await["id"].as_str().unwrap().to_owned();
+    publish(&app, &beta, json!({"channel": "beta"})).await;
+    let path = format!("/v1/firmware/{beta}");
+    assert_eq!(app.get(&path).bearer_auth(app.user_token()).send().await.unwrap().status(), 404);
+    let member = crate::helpers::token(json!({"sub": "uid_b", "roles": ["beta-tester"]}));
+    assert_eq!(app.get(&path).bearer_auth(member).send().await.unwrap().status(), 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = crate::helpers::base_env(&dir).await;
+    env.insert("NOWATCH_OTA__FIRMWARE__CHANNEL_ROLES__NIGHTLY".into(), "tester".into());
+    let error = nowatch_ota::config::Settings::load_from(env).unwrap_err().to_string();
+    assert!(error.contains("firmware.channel_roles") && error.contains("nightly"), "{error}");
+}

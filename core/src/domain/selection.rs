@@ -54,6 +54,15 @@ pub struct Device<'a> {
     pub id: &'a DeviceId,
     pub current: &'a Version,
     pub channel_rank: usize,
+    /// The channel ranks the caller may see, as bits (bit `r`: rank `r`); rollouts on others
+    /// do not exist for it.
+    pub visible_ranks: u64,
+}
+
+impl Device<'_> {
+    fn sees(&self, rank: usize) -> bool {
+        rank < 64 && self.visible_ranks & (1 << rank) != 0
+    }
 }
 
 /// The release to offer and the rank of the channel whose rollout admitted the device.
@@ -85,7 +94,9 @@ pub fn select<'a, C: Candidate>(
         release
             .gates()
             .iter()
-            .filter(|g| g.channel_rank <= device.channel_rank && g.admits(device.id))
+            .filter(|g| {
+                g.channel_rank <= device.channel_rank && device.sees(g.channel_rank) && g.admits(device.id)
+            })
             .map(|g| g.channel_rank)
             .min()
             .map(|channel_rank| Offer { release, channel_rank })
@@ -139,8 +150,12 @@ mod tests {
         let id = DeviceId::parse("dev-1").unwrap();
         let current = v(current);
         let floor = floor.map(v);
-        select(releases, &Device { id: &id, current: &current, channel_rank: rank }, floor.as_ref())
-            .map(|o| o.release.version.to_string())
+        select(
+            releases,
+            &Device { id: &id, current: &current, channel_rank: rank, visible_ranks: u64::MAX },
+            floor.as_ref(),
+        )
+        .map(|o| o.release.version.to_string())
     }
 
     #[test]
@@ -196,7 +211,14 @@ mod tests {
             .collect();
         let id = DeviceId::parse("dev-1").unwrap();
         let current = v("1.0.999");
-        assert!(select(&releases, &Device { id: &id, current: &current, channel_rank: 0 }, None).is_none());
+        assert!(
+            select(
+                &releases,
+                &Device { id: &id, current: &current, channel_rank: 0, visible_ranks: u64::MAX },
+                None
+            )
+            .is_none()
+        );
         assert_eq!(looked.get(), 1);
     }
 
