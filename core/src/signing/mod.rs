@@ -1,10 +1,12 @@
-//! Ed25519 signing, in a small TUF-style profile: key ids, canonical JSON, and signed, expiring
-//! manifests a device verifies offline.
+//! Ed25519 signing, in a small TUF-style profile: key ids, canonical JSON, signed, expiring
+//! manifests a device verifies offline, and the offline root of trust that says which keys may
+//! sign them.
 
 mod canonical;
 mod event_chain;
 mod keys;
 mod manifest;
+pub mod root;
 
 pub use canonical::{CanonicalJsonError, canonical_json};
 pub use event_chain::{ChainEvent, GENESIS_HASH, event_hash};
@@ -13,3 +15,4 @@ pub use manifest::{
     MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSignature, SPEC_VERSION, VerifyError,
     verify_manifest,
 };
+pub use root::{Root, RootBody, RootEnvelope, RootError, RootKey, TrustedRoot, verify_chain};
