@@ -7,7 +7,7 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
 use crate::services::limits::Limits;
-use crate::signing::{ManifestSigner, ReleaseKeys};
+use crate::signing::{ManifestSigner, ReleaseKeys, RootStore};
 use crate::storage::BlobStore;
 
 pub struct AppState {
@@ -15,6 +15,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub store: BlobStore,
     pub signer: ManifestSigner,
+    /// Every version of the signed root of trust, checked at start-up.
+    pub roots: RootStore,
     pub release_keys: ReleaseKeys,
     pub jwt: JwtVerifier,
     /// What update checks answer from, without the database.
@@ -30,6 +32,7 @@ impl AppState {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let jwt = JwtVerifier::from_settings(&settings.auth)?;
         let signer = crate::signing::load_signer(&settings.signing, settings.production)?;
+        let roots = RootStore::load(&settings.signing.root_dir, &signer, settings.production)?;
         let release_keys = ReleaseKeys::load_dir(&settings.signing.release_keys_dir)?;
         if settings.signing.require_release_signature && release_keys.is_empty() {
             anyhow::bail!(
@@ -49,6 +52,7 @@ impl AppState {
             db,
             store,
             signer,
+            roots,
             release_keys,
             jwt,
             catalog: Catalog::default(),

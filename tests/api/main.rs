@@ -23,6 +23,7 @@ mod operations;
 mod outages;
 mod proxy;
 mod rollouts;
+mod root;
 mod signing;
 mod storage;
 mod upload;
