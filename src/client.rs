@@ -148,6 +148,37 @@ impl Client {
         Ok(json!({"release": release, "rollout": rollout}))
     }
 
+    /// The signed root document of `version` (`GET /v1/firmware/root/{version}`), or the newest
+    /// (`GET /v1/firmware/root`); `None` when the service has no such version. Read up to the
+    /// largest root a verifier accepts; the token is sent only when there is one
+    /// (`auth.public_downloads` serves roots without).
+    pub async fn root_document(&self, version: Option<u64>) -> Result<Option<Vec<u8>>, ClientError> {
+        let path = version.map(|v| format!("/{v}")).unwrap_or_default();
+        let mut request = self.http.get(format!("{}/v1/firmware/root{path}", self.server));
+        if !self.token.is_empty() {
+            request = request.bearer_auth(&self.token);
+        }
+        let mut response = request.send().await.map_err(Self::network)?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(Self::answer(response)
+                .await
+                .err()
+                .unwrap_or_else(|| ClientError::Server("the root document answered no body".into())));
+        }
+        let limit = crate::signing::root::MAX_ROOT_BYTES;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(Self::network)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > limit {
+                return Err(ClientError::Server(format!("a root document is larger than {limit} bytes")));
+            }
+        }
+        Ok(Some(body))
+    }
+
     /// `status` (GET) or a control action (`pause`, `resume`, `advance`, `abort`) on a rollout.
     pub async fn rollout(&self, action: &str, id: &str) -> Result<Value, ClientError> {
         let base = format!("{}/v1/admin/rollouts/{id}", self.server);

@@ -132,6 +132,9 @@ pub struct SigningSettings {
     pub manifest_ttl_s: u64,
     pub require_release_signature: bool,
     pub release_keys_dir: PathBuf,
+    /// Directory of the signed root documents `1.root.json`, `2.root.json`, ...; empty: the
+    /// built-in DEV ONLY chain (`keys/root/`), refused in production.
+    pub root_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -28,6 +28,8 @@ use crate::signing::KeyInfo;
         routes::firmware::get_release,
         routes::firmware::manifest,
         routes::firmware::keys,
+        routes::root::newest,
+        routes::root::version,
         routes::firmware::report,
         routes::download::serve,
         routes::download::head,

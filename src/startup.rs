@@ -113,7 +113,8 @@ fn mount(cfg: &mut web::ServiceConfig, settings: &Settings) {
             .error_handler(|err, _| ApiError::bad_request(format!("path: {err}")).into()),
     )
     // Devices' routes first: the router tries resources in order, and update checks are most
-    // of the traffic.
+    // of the traffic. The root's before the release routes, whose `{id}` would take `root`.
+    .configure(routes::root::mount)
     .configure(routes::firmware::mount)
     .configure(routes::health::mount)
     .configure(routes::admin_devices::mount)

@@ -8,7 +8,7 @@ use crate::metrics::Metrics;
 use crate::services::catalog::Catalog;
 use crate::services::channel_access::ChannelAccess;
 use crate::services::limits::Limits;
-use crate::signing::{ManifestSigner, ReleaseKeys};
+use crate::signing::{ManifestSigner, ReleaseKeys, RootStore};
 use crate::storage::BlobStore;
 
 pub struct AppState {
@@ -16,6 +16,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub store: BlobStore,
     pub signer: ManifestSigner,
+    /// Every version of the signed root of trust, checked at start-up.
+    pub roots: RootStore,
     pub release_keys: ReleaseKeys,
     pub jwt: JwtVerifier,
     /// What update checks answer from, without the database.
@@ -33,6 +35,7 @@ impl AppState {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let jwt = JwtVerifier::from_settings(&settings.auth)?;
         let signer = crate::signing::load_signer(&settings.signing, settings.production)?;
+        let roots = RootStore::load(&settings.signing.root_dir, &signer, settings.production)?;
         let release_keys = ReleaseKeys::load_dir(&settings.signing.release_keys_dir)?;
         if settings.signing.require_release_signature && release_keys.is_empty() {
             anyhow::bail!(
@@ -53,6 +56,7 @@ impl AppState {
             db,
             store,
             signer,
+            roots,
             release_keys,
             jwt,
             catalog: Catalog::default(),

@@ -10,3 +10,4 @@ pub mod download;
 pub mod firmware;
 pub mod health;
 pub mod metrics;
+pub mod root;

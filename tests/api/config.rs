@@ -173,8 +173,54 @@ async fn production_starts_with_a_real_key_and_secret() {
     env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
     env.insert("NOWATCH_OTA__SERVER__PUBLIC_URL".into(), "https://ota.example.com".into());
     env.insert("NOWATCH_OTA__METRICS__TOKEN".into(), "a-real-metrics-token-for-the-scraper".into());
+    let c = crate::root::Ceremony::new();
+    let root = c.root(
+        "1.json",
+        &["--root-key", "@r1", "--threshold", "1", "--manifest-key", key.to_str().unwrap()],
+        &["r1"],
+    );
+    env.insert("NOWATCH_OTA__SIGNING__ROOT_DIR".into(), c.root_dir("roots", &[&root]).display().to_string());
     let app = Application::build(Settings::load_from(env).unwrap()).await.unwrap();
     assert_ne!(app.port(), 0);
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_without_a_root_that_lists_the_signing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, nowatch_ota::signing::generate_pem().unwrap()).unwrap();
+    let mut env = crate::helpers::base_env(&dir).await;
+    env.insert("NOWATCH_OTA_ENV".into(), "production".into());
+    env.insert("NOWATCH_OTA__SIGNING__KEY_FILE".into(), key.display().to_string());
+    env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
+    env.insert("NOWATCH_OTA__SERVER__PUBLIC_URL".into(), "https://ota.example.com".into());
+    let start = |env: &HashMap<String, String>| {
+        let settings = Settings::load_from(env.clone()).unwrap();
+        async move { Application::build(settings).await.err().map(|e| format!("{e:#}")).unwrap_or_default() }
+    };
+    let error = start(&env).await;
+    assert!(error.contains("`signing.root_dir`") && error.contains("built-in DEV ONLY root"), "{error}");
+
+    let c = crate::root::Ceremony::new();
+    let other =
+        c.root("other.json", &["--root-key", "@r1", "--threshold", "1", "--manifest-key", "@k1"], &["r1"]);
+    env.insert("NOWATCH_OTA__SIGNING__ROOT_DIR".into(), c.root_dir("other", &[&other]).display().to_string());
+    let error = start(&env).await;
+    assert!(
+        error.contains("`signing.root_dir`") && error.contains("does not list the signing key"),
+        "{error}"
+    );
+
+    // Listing the key is not enough when a root key is one of the DEV ONLY ones.
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/keys/dev-root-a.pem"), c.path("dev-a.pem")).unwrap();
+    let dev = c.root(
+        "dev.json",
+        &["--root-key", "@dev-a", "--threshold", "1", "--manifest-key", key.to_str().unwrap()],
+        &["dev-a"],
+    );
+    env.insert("NOWATCH_OTA__SIGNING__ROOT_DIR".into(), c.root_dir("dev", &[&dev]).display().to_string());
+    let error = start(&env).await;
+    assert!(error.contains("DEV ONLY root key"), "{error}");
 }
 
 #[test]

@@ -26,6 +26,7 @@ mod outages;
 mod proxy;
 mod redirect;
 mod rollouts;
+mod root;
 mod signing;
 mod storage;
 mod trust_chain;
