@@ -321,6 +321,9 @@ pub struct LogSettings {
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// `firmware.channel_roles`' entry in `config/default.toml`.
+const DEFAULT_CHANNEL_ROLE: (&str, &str) = ("internal", "tester");
+
 /// The JWT secret shipped in `config/default.toml`; refused in production.
 pub const DEV_HS_SECRET: &str = "nowatch-ota-dev-jwt-secret-DO-NOT-USE-IN-PRODUCTION";
 
@@ -442,10 +445,14 @@ impl Settings {
                 return fail("firmware.channels", &format!("{channel:?} is listed twice"));
             }
         }
-        if let Some(unknown) =
-            self.firmware.channel_roles.keys().find(|c| !self.firmware.channels.contains(c))
-        {
-            return fail("firmware.channel_roles", &format!("{unknown:?} is not one of firmware.channels"));
+        // A typo must not leave a channel open; the built-in `internal` entry only applies where
+        // there is such a channel.
+        let unknown = self.firmware.channel_roles.iter().find(|&(channel, role)| {
+            !self.firmware.channels.contains(channel)
+                && (channel.as_str(), role.as_str()) != DEFAULT_CHANNEL_ROLE
+        });
+        if let Some((channel, _)) = unknown {
+            return fail("firmware.channel_roles", &format!("{channel:?} is not one of firmware.channels"));
         }
         if self.firmware.max_upload_bytes == 0 {
             return fail("firmware.max_upload_bytes", "must be above 0");

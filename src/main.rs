@@ -251,7 +251,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => Settings::load_from(Default::default())?.firmware.channels,
             };
             if let Some(channel) = &channel {
-                anyhow::ensure!(channels.contains(channel), "--channel: {channel} is not one of {channels:?}");
+                anyhow::ensure!(
+                    channels.contains(channel),
+                    "--channel: {channel} is not one of {channels:?}"
+                );
             }
             let device = Device {
                 hardware: hardware

@@ -31,6 +31,8 @@ fn decisions() -> BTreeMap<(&'static str, &'static str), Policy> {
         (("get", "/v1/firmware/{id}"), Caller),
         (("get", "/v1/firmware/{id}/manifest"), Caller),
         (("get", "/v1/firmware/keys"), CallerByDefault),
+        (("get", "/v1/firmware/root"), CallerByDefault),
+        (("get", "/v1/firmware/root/{version}"), CallerByDefault),
         (("post", "/v1/firmware/{id}/report"), Caller),
         (("get", "/v1/firmware/{id}/download"), CallerByDefault),
         (("head", "/v1/firmware/{id}/download"), CallerByDefault),
@@ -87,6 +89,7 @@ async fn every_route_answers_each_kind_of_caller_as_its_policy_says() {
         let path = template
             .replace("{hardware}", "nw-s1")
             .replace("{device_id}", "d1")
+            .replace("{version}", "1")
             .replace("{id}", if template.contains("rollouts") { &rollout_id } else { &id });
         let path = match template {
             "/v1/firmware/check" => format!("{path}?hardware=nw-s1&version=0.1.0&device_id=d1"),

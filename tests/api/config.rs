@@ -194,6 +194,7 @@ async fn production_refuses_to_start_without_a_root_that_lists_the_signing_key()
     env.insert("NOWATCH_OTA__SIGNING__KEY_FILE".into(), key.display().to_string());
     env.insert("NOWATCH_OTA__AUTH__HS_SECRET".into(), "a-real-production-secret-of-enough-length".into());
     env.insert("NOWATCH_OTA__SERVER__PUBLIC_URL".into(), "https://ota.example.com".into());
+    env.insert("NOWATCH_OTA__METRICS__TOKEN".into(), "a-real-metrics-token-for-the-scraper".into());
     let start = |env: &HashMap<String, String>| {
         let settings = Settings::load_from(env.clone()).unwrap();
         async move { Application::build(settings).await.err().map(|e| format!("{e:#}")).unwrap_or_default() }
