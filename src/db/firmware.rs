@@ -137,6 +137,21 @@ pub async fn sha256_in_use(db: &impl ConnectionTrait, sha256: &str) -> Result<bo
 }
 
 /// The channels each release is offered on (rollouts not aborted).
+/// Every channel release `id` was ever offered on, aborted rollouts included: who may see a
+/// release is decided by all of them (a revoke aborts them all).
+pub async fn channels_ever(db: &impl ConnectionTrait, id: Uuid) -> Result<Vec<String>, DbErr> {
+    let mut channels: Vec<String> = rollout::Entity::find()
+        .filter(rollout::Column::FirmwareId.eq(id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| r.channel)
+        .collect();
+    channels.sort();
+    channels.dedup();
+    Ok(channels)
+}
+
 pub async fn channels(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<String>>, DbErr> {
     let mut by_id: HashMap<Uuid, Vec<String>> = HashMap::new();
     for r in rollout::Entity::find()

@@ -103,17 +103,11 @@ fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
-/// `peer` as a string: what `X-Real-IP` carries.
-pub fn ip_string(peer: IpAddr) -> String {
-    let mut out = String::new();
-    push_ip(&mut out, peer);
-    out
-}
-
-/// A `Forwarded` element (RFC 7239) of what this hop saw: `for=1.2.3.4;proto=http;host="h"`.
-pub fn forwarded_element(peer: Option<IpAddr>, scheme: &str, host: &str) -> String {
+/// A `Forwarded` element (RFC 7239) of what this hop knows: `for=1.2.3.4;proto=http;host="h"`.
+/// `client` is written only if it is an address (`unknown` otherwise).
+pub fn forwarded_element(client: Option<&str>, scheme: &str, host: &str) -> String {
     let mut out = String::from("for=");
-    match peer {
+    match client.and_then(|c| c.parse::<IpAddr>().ok()) {
         Some(IpAddr::V4(v4)) => push_ip(&mut out, IpAddr::V4(v4)),
         Some(IpAddr::V6(v6)) => out.push_str(&format!("\"[{v6}]\"")),
         None => out.push_str("unknown"),
@@ -131,44 +125,55 @@ pub fn forwarded_element(peer: Option<IpAddr>, scheme: &str, host: &str) -> Stri
     out
 }
 
-/// The scheme and host the client asked for: as a trusted proxy before us reports them
-/// (`Forwarded`, then `X-Forwarded-Proto` / `X-Forwarded-Host`), else as this connection has
-/// them. The rules of actix-web's `ConnectionInfo`, which believes any client's headers and
-/// formats the peer's address into a new `String` on every request.
-pub fn client_scheme_and_host(req: &HttpRequest, trusted: bool) -> (&str, &str) {
-    let (mut scheme, mut host) = (None, None);
-    let pairs = req
-        .headers()
-        .get_all(header::FORWARDED)
-        .filter(|_| trusted)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split([';', ',']))
-        .filter_map(|pair| pair.trim().split_once('='));
-    for (name, value) in pairs {
-        let value = value.trim().trim_matches('"');
-        if name.trim().eq_ignore_ascii_case("proto") {
-            scheme.get_or_insert(value);
-        } else if name.trim().eq_ignore_ascii_case("host") {
-            host.get_or_insert(value);
+/// The scheme and host the client asked for. From a trusted proxy: the last value of
+/// `X-Forwarded-Proto` / `X-Forwarded-Host` (the one that proxy wrote; a client's own values
+/// come before it), else this connection's. From any other peer: this connection's scheme (TLS
+/// or not; an absolute-form request target is the client's word, not the connection's) and
+/// its `Host`. `Forwarded` is never read: this hop writes its own (see [`forwarded_element`]).
+/// A host that is not `name[:port]` or `[v6][:port]` is refused: it would go into headers.
+pub fn client_scheme_and_host(req: &HttpRequest, trusted: bool) -> Result<(&str, &str), &'static str> {
+    let last_of = |name: &HeaderName| {
+        let value = req.headers().get_all(name).filter_map(|v| v.to_str().ok()).last()?;
+        value.rsplit(',').next().map(str::trim).filter(|v| !v.is_empty())
+    };
+    let connection_scheme = if req.app_config().secure() { "https" } else { "http" };
+    let scheme = match trusted {
+        true => last_of(&X_FORWARDED_PROTO).filter(|s| matches!(*s, "http" | "https")),
+        false => None,
+    };
+    let host = match trusted {
+        true => last_of(&X_FORWARDED_HOST),
+        false => None,
+    };
+    let host = host
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+        .unwrap_or_else(|| req.app_config().host());
+    if !plain_host(host) {
+        return Err("Host: not a host name or address with an optional port");
+    }
+    Ok((scheme.unwrap_or(connection_scheme), host))
+}
+
+/// `name[:port]` or `[v6][:port]`: letters, digits, `.`, `-`, `_`, `:`, brackets; nothing a
+/// header list or a `Forwarded` parser would split on.
+fn plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
+}
+
+/// The client's address as trusted proxies report it: the rightmost entry of the
+/// `X-Forwarded-For` chain (ending with `peer`) that is not a trusted proxy itself; the leftmost
+/// if all are; `None` if the walk ends at an entry that is not an address.
+pub fn client_ip(chain: &str, is_trusted: impl Fn(IpAddr) -> bool) -> Option<&str> {
+    let mut entries = chain.split(',').map(str::trim).filter(|e| !e.is_empty()).rev().peekable();
+    while let Some(entry) = entries.next() {
+        let ip = entry.parse::<IpAddr>().ok()?;
+        if !is_trusted(ip) || entries.peek().is_none() {
+            return Some(entry);
         }
     }
-    let first_of = |name: &HeaderName| {
-        if !trusted {
-            return None;
-        }
-        let value = req.headers().get(name)?.to_str().ok()?;
-        value.split(',').next().map(str::trim)
-    };
-    let scheme = scheme
-        .or_else(|| first_of(&X_FORWARDED_PROTO))
-        .or_else(|| req.uri().scheme_str())
-        .unwrap_or(if req.app_config().secure() { "https" } else { "http" });
-    let host = host
-        .or_else(|| first_of(&X_FORWARDED_HOST))
-        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or_else(|| req.app_config().host());
-    (scheme, host)
+    None
 }
 
 #[cfg(test)]
@@ -226,10 +231,11 @@ mod tests {
 
     #[test]
     fn a_forwarded_element_quotes_ipv6_and_the_host() {
-        let v4 = forwarded_element(Some("10.0.0.9".parse().unwrap()), "http", "ota.example:8080");
+        let v4 = forwarded_element(Some("10.0.0.9"), "http", "ota.example:8080");
         assert_eq!(v4, r#"for=10.0.0.9;proto=http;host="ota.example:8080""#);
-        let v6 = forwarded_element(Some("2001:db8::7".parse().unwrap()), "https", r#"a"b\c"#);
+        let v6 = forwarded_element(Some("2001:db8::7"), "https", r#"a"b\c"#);
         assert_eq!(v6, r#"for="[2001:db8::7]";proto=https;host="a\"b\\c""#);
+        assert_eq!(forwarded_element(Some("x;for=1"), "http", "h"), r#"for=unknown;proto=http;host="h""#);
     }
 
     #[test]
@@ -243,26 +249,37 @@ mod tests {
     }
 
     #[test]
-    fn scheme_and_host_come_from_a_trusted_forwarded_then_x_forwarded_then_the_request() {
+    fn scheme_and_host_come_from_a_trusted_proxys_last_value_else_the_connection() {
         use actix_web::test::TestRequest;
         let plain = TestRequest::default().insert_header(("host", "ota.example:8080")).to_http_request();
-        assert_eq!(client_scheme_and_host(&plain, true), ("http", "ota.example:8080"));
+        assert_eq!(client_scheme_and_host(&plain, true), Ok(("http", "ota.example:8080")));
         let behind_lb = TestRequest::default()
             .insert_header(("host", "10.0.0.5"))
-            .insert_header(("x-forwarded-proto", "https, http"))
-            .insert_header(("x-forwarded-host", "api.nowatch.example"))
+            .insert_header(("x-forwarded-proto", "gopher, https"))
+            .insert_header(("x-forwarded-host", "evil.example, api.nowatch.example"))
+            .insert_header(("forwarded", "proto=https;host=ignored.example"))
             .to_http_request();
-        assert_eq!(client_scheme_and_host(&behind_lb, true), ("https", "api.nowatch.example"));
-        assert_eq!(client_scheme_and_host(&behind_lb, false), ("http", "10.0.0.5"));
-        let forwarded = TestRequest::default()
-            .insert_header(("host", "10.0.0.5"))
-            .insert_header(("x-forwarded-host", "ignored.example"))
-            .insert_header((
-                "forwarded",
-                r#"for=192.0.2.60;Proto=https;host="ota.nowatch.example", for=10.0.0.1"#,
-            ))
+        assert_eq!(client_scheme_and_host(&behind_lb, true), Ok(("https", "api.nowatch.example")));
+        assert_eq!(client_scheme_and_host(&behind_lb, false), Ok(("http", "10.0.0.5")));
+        let absolute = TestRequest::default()
+            .uri("https://ota.example/v1/user")
+            .insert_header(("host", "a.example"))
             .to_http_request();
-        assert_eq!(client_scheme_and_host(&forwarded, true), ("https", "ota.nowatch.example"));
-        assert_eq!(client_scheme_and_host(&forwarded, false), ("http", "10.0.0.5"));
+        assert_eq!(client_scheme_and_host(&absolute, false), Ok(("http", "a.example")));
+        let smuggled =
+            TestRequest::default().insert_header(("host", "evil.example,for=6.6.6.6")).to_http_request();
+        assert!(client_scheme_and_host(&smuggled, false).is_err());
+        let v6 = TestRequest::default().insert_header(("host", "[2001:db8::1]:8080")).to_http_request();
+        assert_eq!(client_scheme_and_host(&v6, false), Ok(("http", "[2001:db8::1]:8080")));
+    }
+
+    #[test]
+    fn the_client_ip_is_the_rightmost_untrusted_entry() {
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        assert_eq!(client_ip("6.6.6.6, 203.0.113.7, 10.0.0.2, 10.0.0.1", trusted), Some("203.0.113.7"));
+        assert_eq!(client_ip("10.0.0.3, 10.0.0.1", trusted), Some("10.0.0.3"));
+        assert_eq!(client_ip("garbage, 10.0.0.1", trusted), None);
+        assert_eq!(client_ip("garbage, 203.0.113.7, 10.0.0.1", trusted), Some("203.0.113.7"));
+        assert_eq!(client_ip("", trusted), None);
     }
 }

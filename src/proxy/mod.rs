@@ -10,6 +10,7 @@ mod body;
 mod headers;
 mod path;
 
+use std::net::IpAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,8 +31,8 @@ use crate::error::ApiError;
 use crate::startup::PassThrough;
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
-/// Request headers this hop replaces rather than passes on (besides the hop-by-hop ones). The
-/// forwarding headers of a trusted proxy are put back, see [`Forwarder::upstream_request`].
+/// Request headers this hop replaces rather than passes on (besides the hop-by-hop ones); see
+/// [`Forwarder::upstream_request`] for what a trusted proxy's forwarding headers become.
 const REPLACED_REQUEST_HEADERS: &[&str] = &[
     "host",
     "content-length",
@@ -375,29 +376,22 @@ impl Forwarder {
             outgoing.append(name.clone(), value.clone());
         }
         outgoing.insert(header::HOST, upstream.host.clone());
-        // Scheme and host as the client saw them: a trusted load balancer before us says so,
-        // anyone else's say is replaced by what this connection shows.
+        // Scheme, host and address as the client's side saw them: a trusted load balancer
+        // before us says so, anyone else's say is replaced by what this connection shows.
+        // `Forwarded` and `X-Real-IP` are always this hop's own, never a client's.
         let peer = req.peer_addr().map(|a| a.ip());
-        let trusted = peer.is_some_and(|ip| self.proxy.trusted.iter().any(|net| net.contains(&ip)));
-        let (scheme, host) = headers::client_scheme_and_host(req, trusted);
+        let trusted_ip = |ip: IpAddr| self.proxy.trusted.iter().any(|net| net.contains(&ip));
+        let trusted = peer.is_some_and(trusted_ip);
+        let (scheme, host) = headers::client_scheme_and_host(req, trusted).map_err(ApiError::bad_request)?;
         let forwarded_for = headers::forwarded_for(req.headers(), peer, trusted);
-        if trusted {
-            for name in [header::FORWARDED, headers::X_REAL_IP] {
-                for value in req.headers().get_all(&name) {
-                    outgoing.append(name.clone(), value.clone());
-                }
-            }
-        }
-        let (forwarded, real_ip) = match trusted {
-            true => (None, None),
-            false => (Some(headers::forwarded_element(peer, scheme, host)), peer.map(headers::ip_string)),
-        };
+        let client = forwarded_for.as_deref().and_then(|chain| headers::client_ip(chain, trusted_ip));
+        let forwarded = headers::forwarded_element(client, scheme, host);
         let added = [
             (headers::X_FORWARDED_FOR, forwarded_for.as_deref()),
             (headers::X_FORWARDED_PROTO, Some(scheme)),
             (headers::X_FORWARDED_HOST, Some(host)),
-            (header::FORWARDED, forwarded.as_deref()),
-            (headers::X_REAL_IP, real_ip.as_deref()),
+            (header::FORWARDED, Some(forwarded.as_str())),
+            (headers::X_REAL_IP, client),
             (REQUEST_ID_HEADER, Some(request_id).filter(|id| !id.is_empty())),
         ];
         for (name, value) in added {

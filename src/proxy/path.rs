@@ -12,9 +12,9 @@ use unicode_normalization::UnicodeNormalization;
 /// eight times over, and the bound keeps the work per request small.
 const MAX_DECODE_ROUNDS: usize = 8;
 
-/// Why a path is refused, or `None` if it is safe to forward. Refused, in any of its decodings:
-/// a dot segment (also with whitespace around it, before a `;` parameter, or spelt with
-/// compatibility characters such as fullwidth dots that NFKC folds to `.`), a backslash, NUL,
+/// Why a path is refused, or `None` if it is safe to forward. Refused, in any of its decodings,
+/// also once NFKC has folded compatibility characters (fullwidth dots, slashes, backslashes): a
+/// dot segment (also with whitespace around it or before a `;` parameter), a backslash, NUL,
 /// bytes that are not UTF-8 (overlong `%c0%ae` among them); and a path still changing after
 /// [`MAX_DECODE_ROUNDS`].
 pub fn unsafe_path(raw: &str) -> Option<&'static str> {
@@ -33,28 +33,27 @@ pub fn unsafe_path(raw: &str) -> Option<&'static str> {
 }
 
 fn unsafe_bytes(path: &[u8]) -> Option<&'static str> {
-    if path.contains(&b'\\') {
-        return Some("a path may not contain a backslash");
-    }
-    if path.contains(&0) {
-        return Some("a path may not contain NUL");
-    }
     let Ok(path) = std::str::from_utf8(path) else {
         return Some("a path must be UTF-8 once percent-decoded");
     };
-    path.split('/').any(dot_segment).then_some("a path may not contain . or .. segments")
+    // Judged as a backend that folds compatibility characters would see it: fullwidth `．`,
+    // `／` and `＼` become `.`, `/` and `\`, so the path is folded whole, then split.
+    let folded: Cow<'_, str> = match path.is_ascii() {
+        true => Cow::Borrowed(path),
+        false => Cow::Owned(path.nfkc().collect()),
+    };
+    if folded.contains('\\') {
+        return Some("a path may not contain a backslash");
+    }
+    if folded.contains('\0') {
+        return Some("a path may not contain NUL");
+    }
+    folded.split('/').any(dot_segment).then_some("a path may not contain . or .. segments")
 }
 
-/// `.` or `..`, before any `;` parameter, once trimmed of whitespace and, if not ASCII, folded
-/// by NFKC (which makes `\u{ff0e}` a `.` and `\u{2025}` a `..`).
+/// `.` or `..`, before any `;` parameter, once trimmed of whitespace.
 fn dot_segment(segment: &str) -> bool {
-    let is_dots = |name: &str| matches!(name.trim(), "." | "..");
-    let name = segment.split(';').next().unwrap_or_default();
-    if name.is_ascii() {
-        return is_dots(name);
-    }
-    let folded: String = name.nfkc().collect();
-    is_dots(folded.split(';').next().unwrap_or_default())
+    matches!(segment.split(';').next().unwrap_or_default().trim(), "." | "..")
 }
 
 /// The configured prefixes, each with the tag it reports under (its last segment).
@@ -115,6 +114,9 @@ mod tests {
             "/v1/user/%e2%80%a5",
             "/v1/user/%ff",
             "/v1/user/%25252525252525252541",
+            "/v1/user/%EF%BC%8E%EF%BC%8E%EF%BC%8Fadmin",
+            "/v1/user/..%EF%BC%8F..%EF%BC%8Fv1%EF%BC%8Fadmin",
+            "/v1/user/..%EF%BC%BCadmin",
         ] {
             assert!(unsafe_path(path).is_some(), "{path}");
         }

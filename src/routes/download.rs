@@ -53,16 +53,17 @@ async fn find_image(state: &AppState, id: uuid::Uuid, caller: Option<&Caller>) -
     // downloadable, so a device that started may finish.
     let release = crate::services::releases::view(state, id).await?;
     let published = release.state == crate::domain::FirmwareState::Published.as_str();
-    let seen =
-        |mask| release.channels.is_empty() || release.channels.iter().any(|c| access.sees_named(mask, c));
-    if !(published && seen(visible)) && !caller.is_some_and(|c| c.is_admin) {
+    let seen = crate::services::releases::visible_to(state, visible, id).await?;
+    let admin = caller.is_some_and(|c| c.is_admin);
+    if !(admin || published && seen) {
         return Err(not_found(id));
     }
+    let public = published && crate::services::releases::visible_to(state, anonymous, id).await?;
     let digest = Sha256Digest::parse(&release.sha256).map_err(ApiError::internal)?;
     Ok(Image {
         key: ObjectKey::Firmware(digest),
         size: u64::try_from(release.size).map_err(ApiError::internal)?,
-        public: published && seen(anonymous),
+        public,
         sha256: release.sha256,
     })
 }

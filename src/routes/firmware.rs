@@ -197,8 +197,7 @@ pub async fn get_release(
         return Ok(HttpResponse::Ok().content_type("application/json").body(offered.public_json.to_string()));
     }
     let view = crate::services::releases::view(&state, id).await?;
-    let hidden = !view.channels.is_empty()
-        && !view.channels.iter().any(|c| state.channel_access.sees_named(visible, c));
+    let hidden = !crate::services::releases::visible_to(&state, visible, id).await?;
     if (view.state == FirmwareState::Draft.as_str() || hidden) && !caller.is_admin {
         return Err(not_found(id));
     }
@@ -278,6 +277,11 @@ pub async fn report(
     let id = parse_id(&id)?;
     // Before the service: a flood is turned away without a database transaction.
     state.limits.report(&caller.sub, &body.device_id)?;
+    // A release on a channel this caller may not see does not exist for it, nor for its health.
+    if !crate::services::releases::visible_to(&state, state.channel_access.visible(Some(&caller)), id).await?
+    {
+        return Err(not_found(id));
+    }
     let view = reports::record(&state, &caller, id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view))
 }

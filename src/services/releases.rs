@@ -11,6 +11,7 @@ use crate::db::{self, rollout_events};
 use crate::domain::rollout::{RolloutState, StageInput, Stages};
 use crate::domain::{Channel, FirmwareState, Sha256Digest, Version};
 use crate::error::ApiError;
+use crate::services::channel_access::{VisibleRanks, sees};
 use crate::services::rollouts::{self, RolloutView};
 use crate::state::AppState;
 use crate::storage::ObjectKey;
@@ -83,6 +84,21 @@ async fn load(state: &AppState, id: Uuid) -> Result<Release, ApiError> {
 }
 
 /// One release with its channels.
+/// Whether a caller who sees the channels `visible` (from [`crate::services::channel_access::ChannelAccess::visible`]) may see
+/// release `id` under `firmware.channel_roles`: one who sees every channel (an admin) always;
+/// anyone else if a channel it is offered on (from the catalog), or for a release outside the
+/// catalog any channel it was ever offered on (a revoke aborts them all), is visible to them.
+pub async fn visible_to(state: &AppState, visible: VisibleRanks, id: Uuid) -> Result<bool, ApiError> {
+    if visible == VisibleRanks::MAX {
+        return Ok(true);
+    }
+    if let Some(offered) = state.catalog.snapshot().by_id.get(&id) {
+        return Ok(offered.channel_ranks.iter().any(|&rank| sees(visible, rank)));
+    }
+    let channels = db::firmware::channels_ever(&state.db, id).await?;
+    Ok(channels.iter().any(|c| state.channel_access.sees_named(visible, c)))
+}
+
 pub async fn view(state: &AppState, id: Uuid) -> Result<ReleaseView, ApiError> {
     let release = load(state, id).await?;
     let channels = db::firmware::channels(&state.db, &[id]).await?.remove(&id).unwrap_or_default();

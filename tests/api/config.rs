@@ -222,6 +222,39 @@ async fn production_refuses_to_start_without_a_root_that_lists_the_signing_key()
     env.insert("NOWATCH_OTA__SIGNING__ROOT_DIR".into(), c.root_dir("dev", &[&dev]).display().to_string());
     let error = start(&env).await;
     assert!(error.contains("DEV ONLY root key"), "{error}");
+
+    // Nor when the chain only starts at the DEV ONLY root: whoever holds its public private
+    // halves could sign a different version 2.
+    for name in ["dev-root-a", "dev-root-b"] {
+        std::fs::copy(
+            format!("{}/keys/{name}.pem", env!("CARGO_MANIFEST_DIR")),
+            c.path(&format!("{name}.pem")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/keys/root/1.root.json"), c.path("dev-1.json"))
+        .unwrap();
+    let real = c.root(
+        "real-2.json",
+        &[
+            "--from",
+            "dev-1.json",
+            "--root-key",
+            "@r2",
+            "--threshold",
+            "1",
+            "--manifest-key",
+            key.to_str().unwrap(),
+        ],
+        &["dev-root-a", "dev-root-b", "r2"],
+    );
+    let dev_1 = c.path("dev-1.json");
+    env.insert(
+        "NOWATCH_OTA__SIGNING__ROOT_DIR".into(),
+        c.root_dir("from-dev", &[&dev_1, &real]).display().to_string(),
+    );
+    let error = start(&env).await;
+    assert!(error.contains("root version 1 has a DEV ONLY root key"), "{error}");
 }
 
 #[test]

@@ -315,14 +315,40 @@ async fn a_channel_with_a_role_is_invisible_to_callers_without_it() {
     let manifest = get(format!("/v1/firmware/{stable}/manifest?channel=internal"), user.clone()).await;
     assert_eq!(manifest.status(), 404, "a manifest issued for the internal channel");
 
+    // Nor can it report for it (its health is the testers' alone).
+    let report = format!("/v1/firmware/{internal}/report");
+    let response = app
+        .post(&report)
+        .bearer_auth(&user)
+        .json(&json!({"device_id": "watch-int-1", "status": "failed", "from_version": "1.0.0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error_shape(response, 404, &report).await;
+
     // The role, and admins, see it.
-    for token in [tester, app.admin_token()] {
+    for token in [tester.clone(), app.admin_token()] {
         assert_eq!(listed(token.clone()).await, ["2.0.0", "1.5.0"]);
         let offer: Value = get(check.clone(), token.clone()).await.json().await.unwrap();
         assert_eq!(offer["firmware"]["version"], "2.0.0");
         assert_eq!(get(format!("/v1/firmware/{internal}/download"), token.clone()).await.status(), 200);
         assert_eq!(get(format!("/v1/firmware/{internal}/manifest"), token).await.status(), 200);
     }
+
+    // Revoked (its rollouts aborted, out of the catalog), it stays hidden from a plain token.
+    let revoked = app
+        .post(&format!("/v1/admin/firmware/{internal}/revoke"))
+        .bearer_auth(app.admin_token())
+        .json(&json!({"reason": "test build"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    for path in [format!("/v1/firmware/{internal}"), format!("/v1/firmware/{internal}/download")] {
+        let response = get(path.clone(), user.clone()).await;
+        assert_error_shape(response, 404, &path).await;
+    }
+    assert_eq!(get(format!("/v1/firmware/{internal}"), tester).await.status(), 200);
 }
 
 #[tokio::test]
