@@ -179,7 +179,9 @@ pub async fn patch(state: &AppState, id: Uuid, patch: ReleasePatch) -> Result<Re
 /// (deleting it here could race an upload of the same bytes).
 pub async fn delete_draft(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     let txn = crate::db::begin_write(&state.db).await?;
-    let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
+    // Locked as publish and revoke lock it: a publish in flight either finishes first (then
+    // this sees a published release and refuses) or finds the row gone.
+    let release = db::firmware::lock(&txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state != FirmwareState::Draft.as_str() {
         return Err(ApiError::Conflict(format!(
             "firmware {id} is {}: only drafts can be deleted; revoke it instead",

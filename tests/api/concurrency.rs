@@ -350,3 +350,35 @@ async fn an_unreadable_rollout_is_skipped_and_shown_and_the_others_are_still_eva
     let (status, body) = control(&app, &broken_id, "abort").await;
     assert_eq!((status, &body["state"]), (200, &json!("aborted")), "{body}");
 }
+
+#[tokio::test]
+async fn a_delete_racing_a_publish_never_removes_a_published_release() {
+    let app = spawn_app().await;
+    let token = app.admin_token();
+    for trial in 0..TRIALS {
+        let id = release(&app, 100 + trial).await;
+        let publish = app
+            .post(&format!("/v1/admin/firmware/{id}/publish"))
+            .bearer_auth(&token)
+            .json(&json!({"channel": "stable"}))
+            .send();
+        let delete =
+            app.client.delete(app.url(&format!("/v1/admin/firmware/{id}"))).bearer_auth(&token).send();
+        let (published, deleted) = futures_util::join!(publish, delete);
+        let (published, deleted) = (published.unwrap().status().as_u16(), deleted.unwrap().status().as_u16());
+        let after = app.get(&format!("/v1/admin/firmware/{id}")).bearer_auth(&token).send().await.unwrap();
+        let after_status = after.status().as_u16();
+        match (published, deleted) {
+            // Published first: the delete is refused and the release stays, published.
+            (201, 409) => {
+                assert_eq!(after_status, 200);
+                assert_eq!(after.json::<Value>().await.unwrap()["state"], "published");
+            }
+            // Deleted first: the publish finds nothing, and nothing is left.
+            (404, 204) => assert_eq!(after_status, 404),
+            other => {
+                panic!("trial {trial}: publish and delete answered {other:?}, release now {after_status}")
+            }
+        }
+    }
+}
