@@ -145,6 +145,15 @@ impl Client {
             .await
             .map_err(Self::network)?;
         let rollout = Self::answer(response).await?;
+        // The release as the publish left it (published, on its channel), not the upload's draft.
+        let response = self
+            .http
+            .get(format!("{}/v1/admin/firmware/{id}", self.server))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        let release = Self::answer(response).await?;
         Ok(json!({"release": release, "rollout": rollout}))
     }
 

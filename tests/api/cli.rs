@@ -46,6 +46,9 @@ async fn publish_uploads_and_starts_a_staged_rollout_and_rollout_steers_it() {
     assert_eq!(out["release"]["sha256"], sha256_hex(&bytes));
     assert_eq!(out["release"]["hardware"], serde_json::json!(["nw-s1", "nw-s2"]));
     assert_eq!(out["release"]["release_notes"], "Bug fixes");
+    // The release as it is after the publish, not the draft the upload answered.
+    assert_eq!(out["release"]["state"], "published", "{out}");
+    assert_eq!(out["release"]["channels"], serde_json::json!(["beta"]));
     assert_eq!(out["rollout"]["channel"], "beta");
     assert_eq!(out["rollout"]["percent"], 1.0);
     assert_eq!(out["rollout"]["stages"][0]["min_duration_s"], 600);
