@@ -18,7 +18,7 @@ use crate::routes::download;
 use crate::services::catalog::Offered;
 #[allow(unused_imports)]
 use crate::services::catalog::PublicRelease;
-use crate::services::channel_access::sees;
+use crate::services::channel_access::{sees, sees_any};
 use crate::services::releases::not_found;
 #[allow(unused_imports)]
 use crate::services::reports::ReportView;
@@ -191,7 +191,7 @@ pub async fn get_release(
     let id = parse_id(&id)?;
     let visible = state.channel_access.visible(Some(&caller));
     if let Some(offered) = state.catalog.snapshot().by_id.get(&id) {
-        if !offered.channel_ranks.iter().any(|&c| sees(visible, c)) {
+        if !sees_any(visible, &offered.channel_ranks) {
             return Err(not_found(id));
         }
         return Ok(HttpResponse::Ok().content_type("application/json").body(offered.public_json.to_string()));
@@ -227,7 +227,7 @@ pub async fn manifest(
     let release = snapshot
         .by_id
         .get(&id)
-        .filter(|r| r.channel_ranks.iter().any(|&c| sees(visible, c)))
+        .filter(|r| sees_any(visible, &r.channel_ranks))
         .ok_or_else(|| not_found(id))?;
     let hardware = match (&query.hardware, release.public.hardware.as_slice()) {
         (Some(h), _) => HardwareId::parse(h).map_err(|e| ApiError::field("hardware", e))?.to_string(),

@@ -50,3 +50,9 @@ impl ChannelAccess {
 pub fn sees(visible: VisibleRanks, rank: usize) -> bool {
     rank < 64 && visible & (1 << rank) != 0
 }
+
+/// Whether any of the channel `ranks` (a release's) is in `visible`: whether the release exists
+/// for that caller.
+pub fn sees_any(visible: VisibleRanks, ranks: &[usize]) -> bool {
+    ranks.iter().any(|&rank| sees(visible, rank))
+}

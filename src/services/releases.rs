@@ -11,7 +11,7 @@ use crate::db::{self, rollout_events};
 use crate::domain::rollout::{RolloutState, StageInput, Stages};
 use crate::domain::{Channel, FirmwareState, Sha256Digest, Version};
 use crate::error::ApiError;
-use crate::services::channel_access::{VisibleRanks, sees};
+use crate::services::channel_access::{VisibleRanks, sees_any};
 use crate::services::rollouts::{self, RolloutView};
 use crate::state::AppState;
 use crate::storage::ObjectKey;
@@ -93,7 +93,7 @@ pub async fn visible_to(state: &AppState, visible: VisibleRanks, id: Uuid) -> Re
         return Ok(true);
     }
     if let Some(offered) = state.catalog.snapshot().by_id.get(&id) {
-        return Ok(offered.channel_ranks.iter().any(|&rank| sees(visible, rank)));
+        return Ok(sees_any(visible, &offered.channel_ranks));
     }
     let channels = db::firmware::channels_ever(&state.db, id).await?;
     Ok(channels.iter().any(|c| state.channel_access.sees_named(visible, c)))
