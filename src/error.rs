@@ -232,9 +232,3 @@ impl From<StorageError> for ApiError {
         }
     }
 }
-
-impl From<crate::auth::AuthError> for ApiError {
-    fn from(e: crate::auth::AuthError) -> Self {
-        Self::Unauthorized(e.to_string())
-    }
-}

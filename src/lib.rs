@@ -2,11 +2,13 @@
 //! Dependencies point inward: routes → services → (db, storage, signing) → domain.
 
 pub mod auth;
+pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod proxy;
 pub mod routes;

@@ -1,15 +1,9 @@
-//! The OpenAPI document, generated from the handlers' annotations, and the types that exist only
-//! to describe bodies the handlers assemble themselves.
+//! The OpenAPI document, generated from the handlers' annotations.
 
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use crate::routes;
-use crate::services::catalog::PublicRelease;
-use crate::services::releases::{Page, ReleaseView};
-use crate::services::rollouts::RolloutSummary;
-use crate::signing::KeyInfo;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -88,44 +82,3 @@ impl Modify for BearerAuth {
         }
     }
 }
-
-/// The upload's multipart body.
-#[derive(ToSchema)]
-#[allow(dead_code)] // describes a body; never built
-pub struct UploadForm {
-    /// JSON: `{version, hardware[], release_notes?, min_from_version?, mandatory?, expected_sha256?, release_signature?}`
-    metadata: crate::services::upload::UploadMetadata,
-    /// The image.
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
-}
-
-/// `GET /v1/firmware/check` when there is something to install.
-#[derive(Serialize, ToSchema)]
-pub struct CheckResponse {
-    pub firmware: PublicRelease,
-    /// The signed manifest to verify before installing.
-    pub manifest: crate::signing::ManifestEnvelope,
-    pub download_url: String,
-    /// Seconds until the next check, jittered.
-    pub poll_after_s: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PublicReleaseList {
-    pub items: Vec<PublicRelease>,
-    pub total: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct KeyList {
-    pub keys: Vec<KeyInfo>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct RolloutList {
-    pub items: Vec<RolloutSummary>,
-    pub total: u64,
-}
-
-pub type ReleasePage = Page<ReleaseView>;

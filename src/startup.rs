@@ -3,20 +3,18 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::{Next, from_fn};
-use actix_web::{App, Error, HttpMessage, HttpResponse, HttpServer, web};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
-use crate::error::{ApiError, ErrorBody};
-use crate::proxy::{Forwarder, Proxy, ProxyMetrics};
+use crate::error::ApiError;
+use crate::middleware::{fallback, forward_proxied, request_context};
+use crate::proxy::{Proxy, ProxyMetrics};
 use crate::routes;
 use crate::state::AppState;
-use crate::telemetry::{self, REQUEST_ID_HEADER, RequestId, RequestSpan};
+use crate::telemetry::RequestSpan;
 
 pub struct Application {
     port: u16,
@@ -41,6 +39,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(app_state.jwt.clone())
                 // One forwarder, with its own upstream connection pool, per worker.
                 .app_data(web::Data::new(proxy.forwarder()))
                 .configure(|cfg| mount(cfg, &app_state.settings))
@@ -136,122 +135,6 @@ fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
         }
         E::Deserialize(e) => ApiError::bad_request(format!("body: {e}")),
         other => ApiError::bad_request(format!("body: {other}")),
-    }
-}
-
-/// Requests under a proxy prefix go to the backend before the router sees them: no local route
-/// can match them (`proxy.prefixes` may not overlap the paths served here, checked at start-up),
-/// and trying every local route first, most with a regex, cost about a seventh of a proxied
-/// request's instructions (bench/PROFILE.md). Unsafe paths (dot segments however encoded,
-/// backslash, NUL) are refused, not forwarded.
-///
-/// Outside tracing-actix-web's logger: its span per request, entered at every poll of the
-/// exchange and of the body, was about a quarter of a proxied request's instructions. A
-/// forwarded request is logged with one line carrying the same fields instead
-/// ([`telemetry::log_forwarded`]); the proxy's own warnings name the request id.
-async fn forward_proxied(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let forwarder = req.app_data::<web::Data<Forwarder>>().cloned();
-    let Some((forwarder, tag)) =
-        forwarder.and_then(|f| f.tag_of(req.path()).map(str::to_owned).map(|tag| (f, tag)))
-    else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    let response = if let Some(why) = crate::proxy::unsafe_path(req.path()) {
-        req.error_response(ApiError::field("path", why))
-    } else {
-        let payload = req.extract::<web::Payload>().await?;
-        let (request, _) = req.into_parts();
-        match forwarder.forward(request.clone(), payload, &tag).await {
-            Ok(response) => ServiceResponse::new(request, response),
-            Err(error) => ServiceResponse::from_err(error, request),
-        }
-    };
-    telemetry::log_forwarded(&response);
-    Ok(response)
-}
-
-/// Every request no local route takes: 400 if its path is unsafe, else 404.
-async fn fallback(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    if let Some(why) = crate::proxy::unsafe_path(req.path()) {
-        return Err(ApiError::field("path", why));
-    }
-    Err(ApiError::NotFound(format!("Cannot {} {}", req.method(), req.path())))
-}
-
-/// Marks a request whose response must reach the client untouched even if it is an error: the
-/// upstream answered it (set on the request, whose extensions exist already, not the response).
-#[derive(Debug, Clone, Copy)]
-pub struct PassThrough;
-
-/// Outermost middleware: assigns the request id, puts every error into the NOWATCH shape (with
-/// the path and a timestamp), keeps 5xx details out of bodies and in the log, and stamps
-/// `x-request-id` on every response.
-async fn request_context(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let request_id =
-        RequestId::from_header(req.headers().get(&REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()));
-    // The response's `x-request-id`, made before the id moves into the request's extensions.
-    let stamp = HeaderValue::from_str(&request_id.0).ok();
-    req.extensions_mut().insert(request_id);
-    let started = std::time::Instant::now();
-    // Handler and extractor errors arrive as responses carrying the error; an `Err` here could
-    // only come from inner middleware, and actix renders it itself.
-    let mut response = next.call(req).await?.map_into_boxed_body();
-    let status = response.status();
-    let request = response.request();
-    let forwarded = request.extensions().get::<PassThrough>().is_some();
-    if let Some(state) = request.app_data::<web::Data<AppState>>() {
-        // The route pattern, never the raw path: ids would make every request its own series.
-        // Forwarded requests are counted as one route here (and by tag in the proxy's metrics).
-        let route = match forwarded {
-            true => "proxy".into(),
-            false => request.match_pattern().unwrap_or_else(|| "unmatched".into()),
-        };
-        let labels = [crate::metrics::method_label(request.method()), route.as_str()];
-        state.metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
-        state.metrics.http_requests.with_label_values(&[labels[0], labels[1], status.as_str()]).inc();
-    }
-    if status.as_u16() >= 400 && !forwarded {
-        let (method, path) = (request.method(), request.path());
-        let api_error = response.response().error().and_then(|e| e.as_error::<ApiError>());
-        let messages = match (api_error, response.response().error()) {
-            (Some(api), _) => api.messages(),
-            _ if status.is_server_error() => vec!["Internal server error".into()],
-            (None, Some(other)) => vec![other.to_string()],
-            (None, None) => vec![default_message(status, method, path)],
-        };
-        if status.is_server_error() {
-            let detail = response.response().error().map(|e| format!("{e:?}")).unwrap_or_default();
-            let extensions = request.extensions();
-            let request_id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
-            tracing::error!(%request_id, %status, error = %telemetry::escaped(&detail), "request failed");
-        }
-        let body = ErrorBody::new(status, messages, path);
-        let mut rebuilt = HttpResponse::build(status);
-        for (name, value) in response.headers() {
-            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                rebuilt.append_header((name.clone(), value.clone()));
-            }
-        }
-        let rebuilt = rebuilt.json(body);
-        response = response.into_response(rebuilt);
-    }
-    if let Some(value) = stamp {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
-    Ok(response)
-}
-
-fn default_message(status: StatusCode, method: &actix_web::http::Method, path: &str) -> String {
-    match status {
-        StatusCode::NOT_FOUND => format!("Cannot {method} {path}"),
-        StatusCode::METHOD_NOT_ALLOWED => format!("Method {method} is not allowed on {path}"),
-        _ => status.canonical_reason().unwrap_or("Error").to_owned(),
     }
 }
 

@@ -1,11 +1,12 @@
 //! `AppState`: everything a handler needs, built once at start-up and shared by every worker.
 
+use actix_web::web;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::JwtVerifier;
+use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::services::catalog::Catalog;
 use crate::services::channel_access::ChannelAccess;
 use crate::services::limits::Limits;
 use crate::signing::{ManifestSigner, ReleaseKeys, RootStore};
@@ -19,7 +20,8 @@ pub struct AppState {
     /// Every version of the signed root of trust, checked at start-up.
     pub roots: RootStore,
     pub release_keys: ReleaseKeys,
-    pub jwt: JwtVerifier,
+    /// Registered on its own too: the auth extractors need nothing else.
+    pub jwt: web::Data<JwtVerifier>,
     /// What update checks answer from, without the database.
     pub catalog: Catalog,
     /// Request limits of this instance, in memory (checks, reports, new devices).
@@ -33,7 +35,7 @@ impl AppState {
     /// Connects to the database (migrating it unless disabled), opens the store and loads keys.
     /// Every failure names the configuration key behind it.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let jwt = JwtVerifier::from_settings(&settings.auth)?;
+        let jwt = web::Data::new(JwtVerifier::from_settings(&settings.auth)?);
         let signer = crate::signing::load_signer(&settings.signing, settings.production)?;
         let roots = RootStore::load(&settings.signing.root_dir, &signer, settings.production)?;
         let release_keys = ReleaseKeys::load_dir(&settings.signing.release_keys_dir)?;

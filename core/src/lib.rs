@@ -1,5 +1,6 @@
 //! The rules of nowatch-ota that need no server: the domain types (versions, ids, digests, Range
-//! headers, rollout and selection rules) and manifest signing and verification.
+//! headers, rollout and selection rules), which request paths are safe, and manifest signing
+//! and verification.
 //!
 //! A crate of its own so that what links it stays small: the fuzz targets (`tests/fuzz`) build
 //! in minutes instead of compiling actix, sea-orm and the AWS SDK with coverage instrumentation,
@@ -7,4 +8,5 @@
 //! re-exports both modules (`nowatch_ota::domain`, `nowatch_ota::signing`).
 
 pub mod domain;
+pub mod request_path;
 pub mod signing;

@@ -6,9 +6,8 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 
-use super::AuthError;
+use super::{AuthError, JwtVerifier};
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Any caller with a valid token; `sub` attributes their actions.
 #[derive(Debug, Clone)]
@@ -47,10 +46,10 @@ fn authenticate(req: &HttpRequest) -> Result<Option<Caller>, ApiError> {
     let Some(token) = bearer(req)? else {
         return Ok(None);
     };
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
-    let identity = state.jwt.verify(token)?;
+    let verifier = req
+        .app_data::<web::Data<JwtVerifier>>()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("JwtVerifier is not registered")))?;
+    let identity = verifier.verify(token)?;
     Ok(Some(Caller {
         sub: identity.sub,
         is_admin: identity.is_admin,
@@ -87,5 +86,11 @@ impl FromRequest for OptionalCaller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(req).map(OptionalCaller))
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self::Unauthorized(e.to_string())
     }
 }

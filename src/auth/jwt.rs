@@ -5,10 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::AuthSettings;
+use crate::config::{AuthSettings, JwtAlgorithm};
 
 /// Why a token was refused. The text goes to the client, so it never echoes the token.
 #[derive(Debug, thiserror::Error)]
@@ -31,28 +32,6 @@ pub enum AuthError {
     NoSubject,
     #[error("invalid token")]
     Invalid,
-}
-
-/// The algorithms this service can be pinned to.
-#[derive(Debug, Clone, Copy)]
-pub struct JwtAlgorithm(Algorithm);
-
-impl JwtAlgorithm {
-    pub fn parse(name: &str) -> Option<Self> {
-        let alg = match name {
-            "HS256" => Algorithm::HS256,
-            "HS384" => Algorithm::HS384,
-            "HS512" => Algorithm::HS512,
-            "RS256" => Algorithm::RS256,
-            "RS384" => Algorithm::RS384,
-            "RS512" => Algorithm::RS512,
-            "ES256" => Algorithm::ES256,
-            "ES384" => Algorithm::ES384,
-            "EdDSA" => Algorithm::EdDSA,
-            _ => return None,
-        };
-        Some(Self(alg))
-    }
 }
 
 /// The verified identity behind a request.
@@ -123,7 +102,7 @@ impl JwtVerifier {
         let JwtAlgorithm(alg) = JwtAlgorithm::parse(&settings.algorithm)
             .ok_or_else(|| anyhow::anyhow!("`auth.algorithm`: unknown algorithm"))?;
         let key = if settings.algorithm.starts_with("HS") {
-            DecodingKey::from_secret(settings.hs_secret.as_bytes())
+            DecodingKey::from_secret(settings.hs_secret.expose_secret().as_bytes())
         } else {
             let pem = std::fs::read(&settings.public_key_file).map_err(|e| {
                 anyhow::anyhow!("`auth.public_key_file`: cannot read {}: {e}", settings.public_key_file)
@@ -240,7 +219,7 @@ pub fn mint_dev_token(settings: &AuthSettings, sub: &str, admin: bool, ttl_s: u6
     if !settings.audience.is_empty() {
         claims.insert("aud".into(), settings.audience.clone().into());
     }
-    let key = EncodingKey::from_secret(settings.hs_secret.as_bytes());
+    let key = EncodingKey::from_secret(settings.hs_secret.expose_secret().as_bytes());
     Ok(jsonwebtoken::encode(&Header::new(alg), &claims, &key)?)
 }
 

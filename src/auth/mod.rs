@@ -6,4 +6,4 @@ mod extractors;
 mod jwt;
 
 pub use extractors::{AdminUser, Caller, OptionalCaller, bearer};
-pub use jwt::{AuthError, JwtAlgorithm, JwtVerifier, mint_dev_token};
+pub use jwt::{AuthError, JwtVerifier, mint_dev_token};

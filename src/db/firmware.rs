@@ -95,7 +95,7 @@ pub async fn insert(
 #[derive(Debug, Default)]
 pub struct ListFilter {
     pub hardware: Option<String>,
-    pub state: Option<String>,
+    pub state: Option<crate::domain::FirmwareState>,
 }
 
 /// One page of releases, newest first, and the total count.
@@ -156,7 +156,7 @@ pub async fn channels(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<HashMap
     let mut by_id: HashMap<Uuid, Vec<String>> = HashMap::new();
     for r in rollout::Entity::find()
         .filter(rollout::Column::FirmwareId.is_in(ids.iter().copied()))
-        .filter(rollout::Column::State.ne(RolloutState::Aborted.as_str()))
+        .filter(rollout::Column::State.ne(RolloutState::Aborted))
         .order_by_asc(rollout::Column::CreatedAt)
         .all(db)
         .await?

@@ -7,6 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::entities::{rollout, rollout_event};
+use crate::domain::rollout::EventKind;
 pub use crate::signing::GENESIS_HASH;
 use crate::signing::{ChainEvent, event_hash};
 
@@ -20,7 +21,7 @@ pub async fn append(
     db: &impl ConnectionTrait,
     rollout_id: Uuid,
     actor: &str,
-    kind: &str,
+    kind: EventKind,
     detail: Value,
     now: DateTime<Utc>,
 ) -> Result<rollout_event::Model, DbErr> {
@@ -36,7 +37,8 @@ pub async fn append(
     // Stored timestamps keep milliseconds on every database, so the hash can be recomputed.
     let at = now.trunc_subsecs(3);
     let id = rollout_id.to_string();
-    let event = ChainEvent { rollout_id: &id, seq, actor, kind, detail: &detail, created_at: at };
+    let event =
+        ChainEvent { rollout_id: &id, seq, actor, kind: kind.as_str(), detail: &detail, created_at: at };
     let hash = chain_hash(&prev_hash, &event)?;
     // The anchor is moved before the event is inserted: the insert's foreign-key check shares a
     // lock on the rollout row, and on PostgreSQL an UPDATE of that row after it, while another
@@ -51,7 +53,7 @@ pub async fn append(
         rollout_id: Set(rollout_id),
         seq: Set(seq),
         actor: Set(actor.to_owned()),
-        kind: Set(kind.to_owned()),
+        kind: Set(kind),
         detail: Set(detail),
         prev_hash: Set(prev_hash),
         hash: Set(hash),
@@ -101,7 +103,7 @@ pub fn verify_chain(events: &[rollout_event::Model], anchor: &rollout::Model) ->
             rollout_id: &id,
             seq: event.seq,
             actor: &event.actor,
-            kind: &event.kind,
+            kind: event.kind.as_str(),
             detail: &event.detail,
             created_at: event.created_at,
         };

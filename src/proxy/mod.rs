@@ -25,10 +25,8 @@ use awc::error::{ConnectError, SendRequestError};
 
 use self::body::{BodyFailure, Progress, RequestBody, ResponseBody};
 use self::path::Prefixes;
-pub use self::path::unsafe_path;
 use crate::config::ProxySettings;
 use crate::error::ApiError;
-use crate::startup::PassThrough;
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId};
 
 /// Request headers this hop replaces rather than passes on (besides the hop-by-hop ones); see
@@ -250,6 +248,11 @@ impl Proxy {
     }
 }
 
+/// Marks a request whose response must reach the client untouched even if it is an error: the
+/// upstream answered it (set on the request, whose extensions exist already, not the response).
+#[derive(Debug, Clone, Copy)]
+pub struct PassThrough;
+
 /// One worker's proxy: the shared settings and that worker's pooled client.
 pub struct Forwarder {
     proxy: Arc<Proxy>,
@@ -276,7 +279,8 @@ impl Forwarder {
     }
 
     /// Forwards the request and streams the upstream's answer back, marked [`PassThrough`] so
-    /// its errors keep their own bodies. The caller has checked the path with [`unsafe_path`].
+    /// its errors keep their own bodies. The caller has checked the path with
+    /// [`nowatch_ota_core::request_path::unsafe_path`].
     pub async fn forward(
         &self,
         req: HttpRequest,

@@ -7,20 +7,30 @@ use actix_multipart::{Field, Multipart};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::auth::AdminUser;
 use crate::db::firmware::ListFilter;
 use crate::domain::{FirmwareState, HardwareId};
 use crate::error::ApiError;
-#[allow(unused_imports)] // named in the OpenAPI annotations
-use crate::openapi::{ReleasePage, UploadForm};
-use crate::services::releases::ReleaseView;
+use crate::routes::http::parse_id;
 use crate::services::releases::{self, PublishRequest, ReleasePatch, RevokeRequest};
+#[allow(unused_imports)] // named in the OpenAPI annotations
+use crate::services::releases::{ReleasePage, ReleaseView};
 use crate::services::rollouts::RolloutView;
 use crate::services::upload::{self, UploadMetadata, UploadOutcome};
 use crate::state::AppState;
 use crate::storage::IdleTimeout;
+
+/// The upload's multipart body, as the OpenAPI document describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes a body; never built
+pub struct UploadForm {
+    /// JSON: `{version, hardware[], release_notes?, min_from_version?, mandatory?, expected_sha256?, release_signature?}`
+    metadata: UploadMetadata,
+    /// The image.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
 
 pub fn mount(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -62,11 +72,6 @@ fn refuse_announced_oversize(req: &HttpRequest, max_upload_bytes: u64) -> Result
         )));
     }
     Ok(())
-}
-
-/// Parses a path id, naming the parameter when it is not a UUID.
-pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::field("id", format!("{raw:?} is not a UUID")))
 }
 
 /// The next part, if it starts within `idle`.
@@ -141,10 +146,10 @@ pub async fn upload_release(
         return Err(ApiError::bad_request(format!("body: unexpected part {name:?} after file")));
     }
     let (outcome, release) = upload::commit(&state, metadata, staged, &admin.0.sub).await?;
-    tracing::info!(firmware_id = %release.id, version = %release.version, ?outcome, "upload");
+    tracing::info!(firmware_id = %release.release.id, version = %release.release.version, ?outcome, "upload");
     Ok(match outcome {
         UploadOutcome::Created => HttpResponse::Created()
-            .insert_header(("Location", format!("/v1/admin/firmware/{}", release.id)))
+            .insert_header(("Location", format!("/v1/admin/firmware/{}", release.release.id)))
             .json(release),
         UploadOutcome::AlreadyExists => HttpResponse::Ok().json(release),
     })
@@ -171,11 +176,8 @@ pub async fn list_releases(
         .map(|h| HardwareId::parse(&h).map(|h| h.to_string()))
         .transpose()
         .map_err(|e| ApiError::field("hardware", e))?;
-    let firmware_state = query
-        .state
-        .map(|s| FirmwareState::parse(&s).map(|s| s.as_str().to_owned()))
-        .transpose()
-        .map_err(|e| ApiError::field("state", e))?;
+    let firmware_state =
+        query.state.map(|s| FirmwareState::parse(&s)).transpose().map_err(|e| ApiError::field("state", e))?;
     let page = query.page.unwrap_or(1);
     if page == 0 || page > 1_000_000 {
         return Err(ApiError::field("page", "must be between 1 and 1000000"));
@@ -229,7 +231,7 @@ pub async fn publish_release(
 ) -> Result<HttpResponse, ApiError> {
     let rollout = releases::publish(&state, parse_id(&id)?, body.into_inner(), &admin.0.sub).await?;
     Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/admin/rollouts/{}", rollout.id)))
+        .insert_header(("Location", format!("/v1/admin/rollouts/{}", rollout.rollout.id)))
         .json(rollout))
 }
 

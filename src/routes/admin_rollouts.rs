@@ -6,12 +6,10 @@ use serde::Deserialize;
 use crate::auth::AdminUser;
 use crate::domain::rollout::{Command, RolloutState};
 use crate::error::ApiError;
-#[allow(unused_imports)] // named in the OpenAPI annotations
-use crate::openapi::RolloutList;
-use crate::routes::admin_firmware::parse_id;
+use crate::routes::http::parse_id;
 use crate::services::rollouts;
-#[allow(unused_imports)]
-use crate::services::rollouts::{Preview, RolloutView};
+#[allow(unused_imports)] // named in the OpenAPI annotations
+use crate::services::rollouts::{Preview, RolloutList, RolloutView};
 use crate::state::AppState;
 
 pub fn mount(cfg: &mut web::ServiceConfig) {
@@ -42,8 +40,7 @@ pub async fn list_rollouts(
         .map(RolloutState::parse)
         .transpose()
         .map_err(|e| ApiError::field("state", e))?;
-    let items = rollouts::list(&state, filter).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"total": items.len(), "items": items})))
+    Ok(HttpResponse::Ok().json(rollouts::list(&state, filter).await?))
 }
 
 #[utoipa::path(get, path = "/v1/admin/rollouts/{id}", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Progress, counts and the event chain", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]

@@ -7,79 +7,28 @@
 use std::time::Duration;
 
 use actix_web::body::SizedStream;
-use actix_web::http::header;
+use actix_web::http::header::{self, EntityTag};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use futures_util::TryStreamExt;
 
-use crate::auth::{Caller, OptionalCaller};
+use crate::auth::OptionalCaller;
 use crate::config::DownloadMode;
-use crate::domain::Sha256Digest;
 use crate::domain::range::RangeRequest;
 use crate::error::ApiError;
-use crate::routes::admin_firmware::parse_id;
-use crate::routes::firmware::if_none_match;
-use crate::services::channel_access::sees_any;
-use crate::services::releases::not_found;
+use crate::routes::http::{if_none_match, if_range, parse_id};
+use crate::services::downloads::{Image, find_image};
 use crate::state::AppState;
-use crate::storage::{ByteRange, ObjectKey};
-
-struct Image {
-    key: ObjectKey,
-    size: u64,
-    sha256: String,
-    /// Published on a channel an anonymous caller may see: a shared cache may keep it.
-    public: bool,
-}
-
-/// The image of release `id` if `caller` may download it: a published release on a channel it
-/// may see (`firmware.channel_roles`); drafts and revoked ones for admins only. Anything else
-/// is 404, as if the release did not exist.
-async fn find_image(state: &AppState, id: uuid::Uuid, caller: Option<&Caller>) -> Result<Image, ApiError> {
-    let access = &state.channel_access;
-    let (visible, anonymous) = (access.visible(caller), access.visible(None));
-    if let Some(offered) = state.catalog.snapshot().by_id.get(&id) {
-        if !sees_any(visible, &offered.channel_ranks) {
-            return Err(not_found(id));
-        }
-        return Ok(Image {
-            key: offered.blob_key.clone(),
-            size: offered.size,
-            sha256: offered.sha256.clone(),
-            public: sees_any(anonymous, &offered.channel_ranks),
-        });
-    }
-    // Published releases whose rollouts were all aborted are not in the catalog but stay
-    // downloadable, so a device that started may finish.
-    let release = crate::services::releases::view(state, id).await?;
-    let published = release.state == crate::domain::FirmwareState::Published.as_str();
-    let seen = crate::services::releases::visible_to(state, visible, id).await?;
-    let admin = caller.is_some_and(|c| c.is_admin);
-    if !(admin || published && seen) {
-        return Err(not_found(id));
-    }
-    // Only asked when it matters (the Cache-Control of public downloads): one query fewer.
-    let public = published
-        && state.settings.auth.public_downloads
-        && crate::services::releases::visible_to(state, anonymous, id).await?;
-    let digest = Sha256Digest::parse(&release.sha256).map_err(ApiError::internal)?;
-    Ok(Image {
-        key: ObjectKey::Firmware(digest),
-        size: u64::try_from(release.size).map_err(ApiError::internal)?,
-        public,
-        sha256: release.sha256,
-    })
-}
+use crate::storage::ByteRange;
 
 /// Whether S3, sent this GET's `Range` and `If-Range` as they are (a client repeats them after
 /// the 302), answers it as this service would: no range, or a single satisfiable one whose
 /// `If-Range`, if any, is not this service's ETag. S3 compares `If-Range` with its own ETag (an
 /// MD5, not the SHA-256), so a resume guarded by ours would get the whole image from S3, and a
 /// range this service ignores (malformed, several) may get S3's XML 416: those are served here.
-fn s3_answers_alike(range: Option<&str>, if_range: Option<&str>, etag: &str, size: u64) -> bool {
+fn s3_answers_alike(range: Option<&str>, if_range: Option<bool>, size: u64) -> bool {
     let Some(range) = range else { return true };
-    if_range.is_none_or(|v| v.trim() != etag)
-        && matches!(RangeRequest::parse(Some(range), size), RangeRequest::Part { .. })
+    if_range != Some(true) && matches!(RangeRequest::parse(Some(range), size), RangeRequest::Part { .. })
 }
 
 #[utoipa::path(get, path = "/v1/firmware/{id}/download", operation_id = "download", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image (with download_mode = accel, GET answers empty with X-Accel-Redirect and the nginx in front sends it)", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "Redirect to a URL presigned for storage.s3.public_endpoint (download_mode = redirect), for a GET that transfers bytes; HEAD, 304 and 416 are answered here"), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
@@ -90,38 +39,30 @@ pub async fn serve(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let caller = caller.0;
-    if caller.is_none() && !state.settings.auth.public_downloads {
-        return Err(crate::auth::AuthError::Missing.into());
-    }
-    let image = find_image(&state, id, caller.as_ref()).await?;
-
-    let etag = format!("\"{}\"", image.sha256);
-    let cache_control = if state.settings.auth.public_downloads && image.public {
-        "public, max-age=31536000, immutable"
-    } else {
-        "private, max-age=31536000, immutable"
-    };
+    let image = find_image(&state, id, caller.0.as_ref()).await?;
+    let etag = EntityTag::new_strong(image.sha256.clone());
     if if_none_match(&req, &etag) {
         return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag))
-            .insert_header((header::CACHE_CONTROL, cache_control))
+            .insert_header(header::ETag(etag))
+            .insert_header((header::CACHE_CONTROL, image.cache_control()))
             .finish());
     }
     let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
-    let if_range = req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok());
     // If-Range: resume only if the image is still the one the client started (strong match).
-    let range_valid = if_range.is_none_or(|validator| validator.trim() == etag);
-    let range = if range_valid { RangeRequest::parse(range_header, image.size) } else { RangeRequest::Whole };
-
+    let if_range = if_range(&req, &etag);
+    let range = match if_range {
+        Some(false) => RangeRequest::Whole,
+        _ => RangeRequest::parse(range_header, image.size),
+    };
     let (status, part) = match range {
         RangeRequest::Whole => (StatusCode::OK, None),
         RangeRequest::Part { start, end } => (StatusCode::PARTIAL_CONTENT, Some(ByteRange { start, end })),
         RangeRequest::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable(image.size)),
     };
-    if state.settings.firmware.download_mode == DownloadMode::Redirect
+    let mode = state.settings.firmware.download_mode;
+    if mode == DownloadMode::Redirect
         && req.method() == Method::GET
-        && s3_answers_alike(range_header, if_range, &etag, image.size)
+        && s3_answers_alike(range_header, if_range, image.size)
     {
         // Only now, with the bytes to send: HEAD, 304 and 416 were answered above, here.
         let ttl = Duration::from_secs(state.settings.storage.s3.presign_ttl_s);
@@ -131,15 +72,9 @@ pub async fn serve(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish());
     }
-    let length = part.map_or(image.size, |p| p.len());
     let mut response = HttpResponse::build(status);
-    response
-        .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, cache_control))
-        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.bin\"")));
-    if state.settings.firmware.download_mode == DownloadMode::Accel && req.method() == Method::GET {
+    image_headers(&mut response, &image, etag, id);
+    if mode == DownloadMode::Accel && req.method() == Method::GET {
         // The nginx in front sends the file (sendfile) and applies Range and If-Range itself,
         // against the ETag passed on here (README, "Downloads through nginx"); the checks above
         // (token, release state, 304, 416) are this service's.
@@ -150,6 +85,7 @@ pub async fn serve(
         response
             .insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", p.start, p.end, image.size)));
     }
+    let length = part.map_or(image.size, |p| p.len());
     if req.method() == Method::HEAD {
         // actix sends the length of a sized body for HEAD without the body: no need to open it.
         return Ok(response.body(SizedStream::new(
@@ -161,6 +97,16 @@ pub async fn serve(
     let stream =
         state.store.open(&image.key, part).await?.inspect_ok(move |chunk| counter.inc_by(chunk.len() as u64));
     Ok(response.body(SizedStream::new(length, stream)))
+}
+
+/// The headers of every answer that carries the image (or would, for HEAD and accel).
+fn image_headers(response: &mut HttpResponseBuilder, image: &Image, etag: EntityTag, id: uuid::Uuid) {
+    response
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header(header::ETag(etag))
+        .insert_header((header::CACHE_CONTROL, image.cache_control()))
+        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.bin\"")));
 }
 
 /// `HEAD`: the same headers as `GET`, without opening the image.

@@ -1,28 +1,24 @@
 //! `firmware`: what watches and the phone app call: the update check, release metadata and
 //! manifests, trusted keys, image downloads and status reports.
 
-use std::sync::Arc;
-
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, EntityTag, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::auth::{Caller, OptionalCaller};
-use crate::domain::selection::{Device, select};
-use crate::domain::{Channel, DeviceId, FirmwareState, HardwareId, Version};
-use crate::error::ApiError;
-#[allow(unused_imports)] // named in the OpenAPI annotations
-use crate::openapi::{CheckResponse, KeyList, PublicReleaseList};
-use crate::routes::admin_firmware::parse_id;
-use crate::routes::download;
-use crate::services::catalog::Offered;
 #[allow(unused_imports)]
-use crate::services::catalog::PublicRelease;
-use crate::services::channel_access::{sees, sees_any};
-use crate::services::releases::not_found;
+use crate::catalog::PublicRelease;
+use crate::domain::{Channel, DeviceId, HardwareId, Version};
+use crate::error::ApiError;
+use crate::routes::download;
+use crate::routes::http::{if_none_match, parse_id};
+#[allow(unused_imports)]
+use crate::services::offers::CheckResponse;
+use crate::services::offers::{self, CheckRequest, PublicReleaseList};
 #[allow(unused_imports)]
 use crate::services::reports::ReportView;
 use crate::services::reports::{self, ReportRequest};
+use crate::signing::KeyList;
 #[allow(unused_imports)]
 use crate::signing::ManifestEnvelope;
 use crate::state::AppState;
@@ -86,68 +82,31 @@ pub async fn check(
     req: HttpRequest,
     query: web::Query<CheckQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let hardware = HardwareId::parse(required(&query.hardware, "hardware")?)
-        .map_err(|e| ApiError::field("hardware", e))?;
-    let current =
-        Version::parse(required(&query.version, "version")?).map_err(|e| ApiError::field("version", e))?;
-    let device_id = DeviceId::parse(required(&query.device_id, "device_id")?)
-        .map_err(|e| ApiError::field("device_id", e))?;
-    let rank = channel_rank(&state, query.channel.as_deref())?;
-    // After the input is known good (bad input stays a 400) and before any selection work.
-    state.limits.check_update(&caller.sub, &device_id)?;
-
-    let snapshot = state.catalog.snapshot();
-    let releases: &[Arc<Offered>] =
-        snapshot.by_hardware.get(hardware.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-    // A device cut off from releases it failed too often chooses among the others.
-    let kept: Vec<Arc<Offered>>;
-    let releases = match state.catalog.cut_offs.releases_for(device_id.as_str()) {
-        None => releases,
-        Some(cut) => {
-            kept = releases.iter().filter(|r| !cut.contains(&r.id)).cloned().collect();
-            &kept
-        }
+    let request = CheckRequest {
+        hardware: HardwareId::parse(required(&query.hardware, "hardware")?)
+            .map_err(|e| ApiError::field("hardware", e))?,
+        current: Version::parse(required(&query.version, "version")?)
+            .map_err(|e| ApiError::field("version", e))?,
+        device_id: DeviceId::parse(required(&query.device_id, "device_id")?)
+            .map_err(|e| ApiError::field("device_id", e))?,
+        channel_rank: channel_rank(&state, query.channel.as_deref())?,
     };
-    let visible_ranks = state.channel_access.visible(Some(&caller));
-    let device = Device { id: &device_id, current: &current, channel_rank: rank, visible_ranks };
-    let Some(offer) = select(releases, &device, snapshot.floors.get(hardware.as_str())) else {
-        state.metrics.update_checks.with_label_values(&["none"]).inc();
+    let Some(offer) = offers::check(&state, &caller, &request)? else {
         return Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish());
     };
-    let release = offer.release;
-    let Some(manifest) = release.manifests.get(&(hardware.to_string(), offer.channel_rank)) else {
-        return Err(ApiError::internal(anyhow::anyhow!("no manifest for {} on {hardware}", release.id)));
-    };
-    let etag = format!("W/\"{}\"", manifest.tag);
+    let etag = EntityTag::new_weak(offer.manifest.tag.clone());
     if if_none_match(&req, &etag) {
         state.metrics.update_checks.with_label_values(&["not_modified"]).inc();
-        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
+        return Ok(HttpResponse::NotModified().insert_header(header::ETag(etag)).finish());
     }
     state.metrics.update_checks.with_label_values(&["offered"]).inc();
     let poll = state.settings.firmware.poll_after_s;
     let jitter = if poll >= 10 { rand::random_range(0..=poll / 10) } else { 0 };
-    let body = format!(
-        r#"{{"firmware":{},"manifest":{},"download_url":{},"poll_after_s":{}}}"#,
-        release.public_json,
-        manifest.json,
-        serde_json::Value::from(format!("{}/v1/firmware/{}/download", base_url(&state, &req), release.id)),
-        poll - poll / 20 + jitter,
-    );
+    let body = offer.response(&base_url(&state, &req), poll - poll / 20 + jitter);
     Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, etag))
+        .insert_header(header::ETag(etag))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .content_type("application/json")
-        .body(body))
-}
-
-/// Whether `If-None-Match` names `etag` (weak comparison) or is `*`.
-pub fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
-    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
+        .json(body))
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,18 +126,8 @@ pub async fn list(
     let hardware = HardwareId::parse(required(&query.hardware, "hardware")?)
         .map_err(|e| ApiError::field("hardware", e))?;
     let rank = channel_rank(&state, query.channel.as_deref())?;
-    let visible = state.channel_access.visible(Some(&caller));
-    let snapshot = state.catalog.snapshot();
-    let items: Vec<&str> = snapshot
-        .by_hardware
-        .get(hardware.as_str())
-        .into_iter()
-        .flatten()
-        .filter(|r| r.channel_ranks.iter().any(|&c| c <= rank && sees(visible, c)))
-        .map(|r| &*r.public_json)
-        .collect();
-    let body = format!(r#"{{"items":[{}],"total":{}}}"#, items.join(","), items.len());
-    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+    let releases = offers::list(&state, &caller, &hardware, rank);
+    Ok(HttpResponse::Ok().json(PublicReleaseList::new(&releases)))
 }
 
 /// `GET /v1/firmware/{id}`: a published or revoked release's public metadata (drafts are 404).
@@ -188,20 +137,7 @@ pub async fn get_release(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let visible = state.channel_access.visible(Some(&caller));
-    if let Some(offered) = state.catalog.snapshot().by_id.get(&id) {
-        if !sees_any(visible, &offered.channel_ranks) {
-            return Err(not_found(id));
-        }
-        return Ok(HttpResponse::Ok().content_type("application/json").body(offered.public_json.to_string()));
-    }
-    let view = crate::services::releases::view(&state, id).await?;
-    let hidden = !crate::services::releases::visible_to(&state, visible, id).await?;
-    if (view.state == FirmwareState::Draft.as_str() || hidden) && !caller.is_admin {
-        return Err(not_found(id));
-    }
-    Ok(HttpResponse::Ok().json(PublicRelease::from(view)))
+    Ok(HttpResponse::Ok().json(offers::public_release(&state, &caller, parse_id(&id)?).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,35 +157,17 @@ pub async fn manifest(
     id: web::Path<String>,
     query: web::Query<ManifestQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    let visible = state.channel_access.visible(Some(&caller));
-    let snapshot = state.catalog.snapshot();
-    let release = snapshot
-        .by_id
-        .get(&id)
-        .filter(|r| sees_any(visible, &r.channel_ranks))
-        .ok_or_else(|| not_found(id))?;
-    let hardware = match (&query.hardware, release.public.hardware.as_slice()) {
-        (Some(h), _) => HardwareId::parse(h).map_err(|e| ApiError::field("hardware", e))?.to_string(),
-        (None, [only]) => only.clone(),
-        (None, _) => {
-            return Err(ApiError::field("hardware", "is required: this release is built for several"));
-        }
-    };
-    let rank = match &query.channel {
-        Some(c) => channel_rank(&state, Some(c))?,
-        None => release.channel_ranks.iter().copied().find(|&c| sees(visible, c)).unwrap_or(0),
-    };
-    if !sees(visible, rank) {
-        return Err(not_found(id));
-    }
-    let manifest = release.manifests.get(&(hardware.clone(), rank)).ok_or_else(|| {
-        ApiError::NotFound(format!("firmware {id} has no manifest for {hardware} on that channel"))
-    })?;
+    let hardware = query
+        .hardware
+        .as_deref()
+        .map(HardwareId::parse)
+        .transpose()
+        .map_err(|e| ApiError::field("hardware", e))?;
+    let rank = query.channel.as_deref().map(|c| channel_rank(&state, Some(c))).transpose()?;
+    let manifest = offers::manifest(&state, &caller, parse_id(&id)?, hardware, rank)?;
     Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, format!("W/\"{}\"", manifest.tag)))
-        .content_type("application/json")
-        .body(manifest.json.to_string()))
+        .insert_header(header::ETag(EntityTag::new_weak(manifest.tag.clone())))
+        .json(&manifest.json))
 }
 
 /// `GET /v1/firmware/keys`: the public keys that verify manifests.
@@ -262,7 +180,7 @@ pub async fn keys(state: web::Data<AppState>, caller: OptionalCaller) -> Result<
     if state.settings.auth.public_downloads {
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")));
     }
-    Ok(response.json(serde_json::json!({"keys": state.signer.key_infos()})))
+    Ok(response.json(KeyList { keys: state.signer.key_infos() }))
 }
 
 /// `POST /v1/firmware/{id}/report`.
@@ -274,14 +192,6 @@ pub async fn report(
     id: web::Path<String>,
     body: web::Json<ReportRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
-    // Before the service: a flood is turned away without a database transaction.
-    state.limits.report(&caller.sub, &body.device_id)?;
-    // A release on a channel this caller may not see does not exist for it, nor for its health.
-    if !crate::services::releases::visible_to(&state, state.channel_access.visible(Some(&caller)), id).await?
-    {
-        return Err(not_found(id));
-    }
-    let view = reports::record(&state, &caller, id, body.into_inner()).await?;
+    let view = reports::submit(&state, &caller, parse_id(&id)?, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -2,12 +2,10 @@
 //! `metrics.token` as a bearer token.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use sea_orm::{EntityTrait, QuerySelect};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::db::entities::rollout;
-use crate::domain::rollout::RolloutState;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -17,23 +15,10 @@ pub fn mount(cfg: &mut web::ServiceConfig) {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics_token" = [])), responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "`metrics.token` is set and the request does not carry it as a bearer token", body = crate::error::ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer")))))]
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if !may_read(&state.settings.metrics.token, &req) {
+    if !may_read(state.settings.metrics.token.expose_secret(), &req) {
         return Err(ApiError::Unauthorized("metrics: the metrics token is required".into()));
     }
-    // Rollout states are read at scrape time: the database is the truth across instances.
-    let rows: Vec<(String, i64)> = rollout::Entity::find()
-        .select_only()
-        .column(rollout::Column::State)
-        .column_as(sea_orm::sea_query::Expr::cust("COUNT(*)"), "n")
-        .group_by(rollout::Column::State)
-        .into_tuple()
-        .all(&state.db)
-        .await?;
-    for s in RolloutState::ALL {
-        let n = rows.iter().find(|(name, _)| name == s.as_str()).map_or(0, |(_, n)| *n);
-        state.metrics.rollouts.with_label_values(&[s.as_str()]).set(n);
-    }
-    let body = state.metrics.render().map_err(ApiError::internal)?;
+    let body = crate::services::metrics_scrape::render(&state).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body))
 }
 

@@ -9,5 +9,6 @@ pub mod docs;
 pub mod download;
 pub mod firmware;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod root;

@@ -1,12 +1,13 @@
 //! Use cases: each joins the database, the blob store and signing under the domain's rules.
 //! Every write is one database transaction, attributed to the caller's `sub`.
 
-pub mod catalog;
 pub mod channel_access;
-pub mod cut_offs;
 pub mod devices;
+pub mod downloads;
 pub mod floors;
 pub mod limits;
+pub mod metrics_scrape;
+pub mod offers;
 pub mod releases;
 pub mod reports;
 pub mod rollout_engine;

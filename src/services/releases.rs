@@ -5,10 +5,11 @@ use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, SqlErr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::catalog::PublicRelease;
 use crate::db::entities::{firmware, rollout};
 use crate::db::firmware::{ListFilter, Release};
 use crate::db::{self, rollout_events};
-use crate::domain::rollout::{RolloutState, StageInput, Stages};
+use crate::domain::rollout::{EventKind, RolloutState, StageInput, Stages};
 use crate::domain::{Channel, FirmwareState, Sha256Digest, Version};
 use crate::error::ApiError;
 use crate::services::channel_access::{VisibleRanks, sees_any};
@@ -19,22 +20,13 @@ use crate::storage::ObjectKey;
 /// A release as the admin API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReleaseView {
-    pub id: Uuid,
-    pub version: String,
-    pub hardware: Vec<String>,
-    pub size: i64,
-    pub sha256: String,
-    pub state: String,
-    /// The channels it is offered on (one rollout each).
-    pub channels: Vec<String>,
-    pub release_notes: String,
-    pub min_from_version: Option<String>,
-    pub mandatory: bool,
+    /// What every caller may see (`GET /v1/firmware/{id}`); the rest is for admins.
+    #[serde(flatten)]
+    pub release: PublicRelease,
     pub release_signature: Option<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    pub published_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub revoked_by: Option<String>,
     pub revoke_reason: Option<String>,
@@ -44,27 +36,20 @@ impl ReleaseView {
     pub fn new(release: Release, channels: Vec<String>) -> Self {
         let Release { row, hardware } = release;
         Self {
-            id: row.id,
-            version: row.version,
-            hardware,
-            size: row.size,
-            sha256: row.sha256,
-            state: row.state,
-            channels,
-            release_notes: row.release_notes,
-            min_from_version: row.min_from_version,
-            mandatory: row.mandatory,
+            release: PublicRelease::new(&row, hardware, channels),
             release_signature: row.release_signature,
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
-            published_at: row.published_at,
             revoked_at: row.revoked_at,
             revoked_by: row.revoked_by,
             revoke_reason: row.revoke_reason,
         }
     }
 }
+
+/// A page of releases (`GET /v1/admin/firmware`).
+pub type ReleasePage = Page<ReleaseView>;
 
 /// A page of a list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -148,7 +133,7 @@ pub async fn patch(state: &AppState, id: Uuid, patch: ReleasePatch) -> Result<Re
     }
     let txn = crate::db::begin_write(&state.db).await?;
     let release = db::firmware::find(&txn, id).await?.ok_or_else(|| not_found(id))?;
-    if release.row.state == FirmwareState::Revoked.as_str() {
+    if release.row.state == FirmwareState::Revoked {
         return Err(ApiError::Conflict(format!("firmware {id} is revoked and can no longer change")));
     }
     let version = Version::parse(&release.row.version).map_err(ApiError::internal)?;
@@ -182,7 +167,7 @@ pub async fn delete_draft(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     // Locked as publish and revoke lock it: a publish in flight either finishes first (then
     // this sees a published release and refuses) or finds the row gone.
     let release = db::firmware::lock(&txn, id).await?.ok_or_else(|| not_found(id))?;
-    if release.row.state != FirmwareState::Draft.as_str() {
+    if release.row.state != FirmwareState::Draft {
         return Err(ApiError::Conflict(format!(
             "firmware {id} is {}: only drafts can be deleted; revoke it instead",
             release.row.state
@@ -233,7 +218,7 @@ pub async fn publish(
 
     let txn = crate::db::begin_write(&state.db).await?;
     let release = db::firmware::lock(&txn, id).await?.ok_or_else(|| not_found(id))?;
-    if release.row.state == FirmwareState::Revoked.as_str() {
+    if release.row.state == FirmwareState::Revoked {
         return Err(ApiError::Conflict(format!("firmware {id} is revoked and cannot be published")));
     }
     let digest = Sha256Digest::parse(&release.row.sha256).map_err(ApiError::internal)?;
@@ -249,9 +234,9 @@ pub async fn publish(
         )));
     }
     let now = Utc::now();
-    if release.row.state == FirmwareState::Draft.as_str() {
+    if release.row.state == FirmwareState::Draft {
         let mut row = release.row.clone().into_active_model();
-        row.state = Set(FirmwareState::Published.as_str().to_owned());
+        row.state = Set(FirmwareState::Published);
         row.published_at = Set(Some(now));
         row.updated_at = Set(now);
         row.update(&txn).await?;
@@ -263,7 +248,7 @@ pub async fn publish(
         salt: hex::encode(rand::random::<[u8; 16]>()),
         stages: stages.to_json(),
         current_stage: 0,
-        state: RolloutState::Active.as_str().to_owned(),
+        state: RolloutState::Active,
         max_failure_rate,
         min_reports,
         created_by: actor.to_owned(),
@@ -288,7 +273,7 @@ pub async fn publish(
         "max_failure_rate_ppm": (max_failure_rate * 1e6).round() as i64,
         "min_reports": min_reports,
     });
-    rollout_events::append(&txn, rollout.id, actor, "created", detail, now).await?;
+    rollout_events::append(&txn, rollout.id, actor, EventKind::Created, detail, now).await?;
     txn.commit().await?;
     state.release_changed(id).await;
     rollouts::view(state, rollout.id).await
@@ -314,12 +299,12 @@ pub async fn revoke(
     }
     let txn = crate::db::begin_write(&state.db).await?;
     let release = db::firmware::lock(&txn, id).await?.ok_or_else(|| not_found(id))?;
-    if release.row.state == FirmwareState::Revoked.as_str() {
+    if release.row.state == FirmwareState::Revoked {
         return Err(ApiError::Conflict(format!("firmware {id} is already revoked")));
     }
     let now = Utc::now();
     let mut row = release.row.into_active_model();
-    row.state = Set(FirmwareState::Revoked.as_str().to_owned());
+    row.state = Set(FirmwareState::Revoked);
     row.revoked_at = Set(Some(now));
     row.revoked_by = Set(Some(actor.to_owned()));
     row.revoke_reason = Set(Some(reason.to_owned()));
@@ -327,7 +312,8 @@ pub async fn revoke(
     row.update(&txn).await?;
     for live in rollouts::live_for_firmware(&txn, id).await? {
         let detail = serde_json::json!({"reason": format!("release revoked: {reason}")});
-        rollouts::transition(&txn, live, RolloutState::Aborted, actor, "aborted", detail, now).await?;
+        rollouts::transition(&txn, live, RolloutState::Aborted, actor, EventKind::Aborted, detail, now)
+            .await?;
     }
     txn.commit().await?;
     state.release_changed(id).await;

@@ -16,8 +16,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::db::entities::rollout;
-use crate::domain::rollout::{Decision, Health, Outcomes, Position, RolloutState, Stages, evaluate};
-use crate::services::rollouts::{counts, lock, move_to, position};
+use crate::domain::rollout::{
+    Decision, EventKind, Health, Outcomes, Position, RolloutState, Stages, evaluate,
+};
+use crate::services::rollouts::{counts, lock, move_to, outcomes, position};
 use crate::state::AppState;
 
 pub const ACTOR: &str = "system";
@@ -34,7 +36,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize>
     let ids: Vec<Uuid> = rollout::Entity::find()
         .select_only()
         .column(rollout::Column::Id)
-        .filter(rollout::Column::State.is_in([RolloutState::Active.as_str(), RolloutState::Paused.as_str()]))
+        .filter(rollout::Column::State.is_in([RolloutState::Active, RolloutState::Paused]))
         .order_by_asc(rollout::Column::Id)
         .into_tuple()
         .all(&state.db)
@@ -72,10 +74,7 @@ async fn evaluate_one(state: &AppState, id: Uuid, now: DateTime<Utc>) -> anyhow:
     }
     let stages = Stages::from_json(&row.stages)?;
     let counts = counts(&txn, id).await?;
-    let outcomes = Outcomes {
-        installed: counts.get("installed").copied().unwrap_or(0),
-        failed: counts.get("failed").copied().unwrap_or(0),
-    };
+    let outcomes = outcomes(&counts);
     let health = Health {
         max_failure_rate: row.max_failure_rate,
         min_reports: u64::try_from(row.min_reports).unwrap_or(0),
@@ -93,10 +92,11 @@ async fn evaluate_one(state: &AppState, id: Uuid, now: DateTime<Utc>) -> anyhow:
                 "min_reports": row.min_reports,
             });
             let to = Position { state: RolloutState::Halted, ..at };
-            move_to(&txn, row, to, ACTOR, "halted", detail, now).await?;
+            move_to(&txn, row, to, ACTOR, EventKind::Halted, detail, now).await?;
         }
         Decision::Advance(to) => {
-            let kind = if to.state == RolloutState::Completed { "completed" } else { "advanced" };
+            let kind =
+                if to.state == RolloutState::Completed { EventKind::Completed } else { EventKind::Advanced };
             move_to(&txn, row, to, ACTOR, kind, json!({}), now).await?;
         }
     }
@@ -113,8 +113,9 @@ fn log_move(id: Uuid, moved: &Moved) {
             "rollout halted"
         ),
         Decision::Advance(to) => {
-            let kind = if to.state == RolloutState::Completed { "completed" } else { "advanced" };
-            tracing::info!(rollout_id = %id, stage = to.stage, kind, "rollout moved");
+            let kind =
+                if to.state == RolloutState::Completed { EventKind::Completed } else { EventKind::Advanced };
+            tracing::info!(rollout_id = %id, stage = to.stage, kind = kind.as_str(), "rollout moved");
         }
     }
 }

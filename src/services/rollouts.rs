@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::db::entities::{device, rollout, rollout_event, rollout_report_count, rollout_uncounted_count};
 use crate::db::rollout_events;
-use crate::domain::rollout::{Command, Position, RolloutState, Stages, apply, bucket};
+use crate::domain::rollout::{Command, EventKind, Outcomes, Position, RolloutState, Stages, apply, bucket};
 use crate::domain::{DeviceId, ReportStatus};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -24,7 +24,7 @@ use crate::state::AppState;
 pub struct EventView {
     pub seq: i32,
     pub actor: String,
-    pub kind: String,
+    pub kind: EventKind,
     #[schema(value_type = Object)]
     pub detail: Value,
     pub created_at: DateTime<Utc>,
@@ -48,12 +48,9 @@ impl From<rollout_event::Model> for EventView {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RolloutView {
-    pub id: Uuid,
-    pub firmware_id: Uuid,
-    pub channel: String,
-    pub state: String,
-    pub stage: i32,
-    pub percent: f64,
+    /// What the list shows of it.
+    #[serde(flatten)]
+    pub rollout: RolloutSummary,
     #[schema(value_type = Object)]
     pub stages: Value,
     pub salt: String,
@@ -74,22 +71,11 @@ pub struct RolloutView {
     pub events: Vec<EventView>,
     pub created_by: String,
     pub stage_started_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// The share a rollout admits now, in basis points: its current stage's, whatever its state.
-/// Unreadable stages admit no one.
-pub fn current_basis_points(row: &rollout::Model) -> u32 {
-    Stages::from_json(&row.stages)
-        .ok()
-        .and_then(|s| s.as_slice().get(row.current_stage as usize).map(|stage| stage.basis_points))
-        .unwrap_or(0)
 }
 
 /// The percent a rollout admits now.
 pub fn current_percent(row: &rollout::Model) -> f64 {
-    f64::from(current_basis_points(row)) / 100.0
+    f64::from(row.current_basis_points()) / 100.0
 }
 
 fn by_status(rows: impl IntoIterator<Item = (String, i64)>) -> BTreeMap<String, u64> {
@@ -121,12 +107,10 @@ pub async fn uncounted(db: &impl ConnectionTrait, rollout_id: Uuid) -> Result<BT
     Ok(by_status(rows.into_iter().map(|r| (r.status, r.devices))))
 }
 
-/// `failed / (installed + failed)`.
-pub fn failure_rate(counts: &BTreeMap<String, u64>) -> Option<f64> {
-    let failed = counts.get("failed").copied().unwrap_or(0);
-    let installed = counts.get("installed").copied().unwrap_or(0);
-    let outcomes = failed + installed;
-    (outcomes > 0).then(|| failed as f64 / outcomes as f64)
+/// The health figures in a rollout's per-status counts (see [`Outcomes::failure_rate`]).
+pub fn outcomes(counts: &BTreeMap<String, u64>) -> Outcomes {
+    let of = |status: ReportStatus| counts.get(status.as_str()).copied().unwrap_or(0);
+    Outcomes { installed: of(ReportStatus::Installed), failed: of(ReportStatus::Failed) }
 }
 
 fn rollout_not_found(id: Uuid) -> ApiError {
@@ -163,17 +147,12 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
     let events = rollout_events::list(&txn, id).await?;
     txn.commit().await?;
     Ok(RolloutView {
-        id: row.id,
-        firmware_id: row.firmware_id,
-        channel: row.channel.clone(),
-        state: row.state.clone(),
-        stage: row.current_stage,
-        percent: current_percent(&row),
+        rollout: RolloutSummary::new(&row),
         stages: row.stages.clone(),
         salt: row.salt.clone(),
         max_failure_rate: row.max_failure_rate,
         min_reports: row.min_reports,
-        failure_rate: failure_rate(&counts),
+        failure_rate: outcomes(&counts).failure_rate(),
         counts,
         uncounted,
         chain_valid: rollout_events::verify_chain(&events, &row).is_ok(),
@@ -181,8 +160,6 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
         events: events.into_iter().map(EventView::from).collect(),
         created_by: row.created_by.clone(),
         stage_started_at: row.stage_started_at,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
     })
 }
 
@@ -195,7 +172,7 @@ pub async fn on_channel(
     rollout::Entity::find()
         .filter(rollout::Column::FirmwareId.eq(firmware_id))
         .filter(rollout::Column::Channel.eq(channel))
-        .filter(rollout::Column::State.ne(RolloutState::Aborted.as_str()))
+        .filter(rollout::Column::State.ne(RolloutState::Aborted))
         .one(db)
         .await
 }
@@ -222,7 +199,7 @@ pub async fn transition(
     row: rollout::Model,
     to: RolloutState,
     actor: &str,
-    kind: &str,
+    kind: EventKind,
     detail: Value,
     now: DateTime<Utc>,
 ) -> Result<rollout::Model, DbErr> {
@@ -237,7 +214,7 @@ pub async fn move_to(
     row: rollout::Model,
     to: Position,
     actor: &str,
-    kind: &str,
+    kind: EventKind,
     mut detail: Value,
     now: DateTime<Utc>,
 ) -> Result<rollout::Model, DbErr> {
@@ -245,14 +222,15 @@ pub async fn move_to(
     let from_stage = row.current_stage;
     let to_stage = i32::try_from(to.stage).unwrap_or(i32::MAX);
     if let Value::Object(fields) = &mut detail {
-        fields.insert("from_state".into(), row.state.clone().into());
+        fields.insert("from_state".into(), row.state.as_str().into());
         fields.insert("to_state".into(), to.state.as_str().into());
         fields.insert("from_stage".into(), from_stage.into());
         fields.insert("to_stage".into(), to_stage.into());
     }
-    let restart_clock = to_stage != from_stage || (to.state == RolloutState::Active && row.state != "active");
+    let restart_clock =
+        to_stage != from_stage || (to.state == RolloutState::Active && row.state != RolloutState::Active);
     let mut active = row.into_active_model();
-    active.state = Set(to.state.as_str().to_owned());
+    active.state = Set(to.state);
     active.current_stage = Set(to_stage);
     if restart_clock {
         active.stage_started_at = Set(now);
@@ -265,10 +243,7 @@ pub async fn move_to(
 
 /// The position of a stored rollout.
 pub fn position(row: &rollout::Model) -> Result<Position, ApiError> {
-    Ok(Position {
-        state: RolloutState::parse(&row.state).map_err(ApiError::internal)?,
-        stage: usize::try_from(row.current_stage).map_err(ApiError::internal)?,
-    })
+    Ok(Position { state: row.state, stage: usize::try_from(row.current_stage).map_err(ApiError::internal)? })
 }
 
 /// `pause`, `resume`, `advance` or `abort`, by an admin.
@@ -291,7 +266,7 @@ pub async fn control(
     };
     let to = apply(command, position(&row)?, stage_count)
         .map_err(|e| ApiError::Conflict(format!("rollout {id}: {e}")))?;
-    let kind = if to.state == RolloutState::Completed { "completed" } else { command.event_kind() };
+    let kind = if to.state == RolloutState::Completed { EventKind::Completed } else { command.event_kind() };
     let firmware_id = row.firmware_id;
     move_to(&txn, row, to, actor, kind, json!({}), Utc::now()).await?;
     txn.commit().await?;
@@ -299,26 +274,22 @@ pub async fn control(
     view(state, id).await
 }
 
+/// `GET /v1/admin/rollouts`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RolloutList {
+    pub items: Vec<RolloutSummary>,
+    pub total: u64,
+}
+
 /// Rollouts, newest first, optionally in one state.
-pub async fn list(state: &AppState, filter: Option<RolloutState>) -> Result<Vec<RolloutSummary>, ApiError> {
+pub async fn list(state: &AppState, filter: Option<RolloutState>) -> Result<RolloutList, ApiError> {
     let mut query = rollout::Entity::find().order_by_desc(rollout::Column::CreatedAt);
     if let Some(s) = filter {
-        query = query.filter(rollout::Column::State.eq(s.as_str()));
+        query = query.filter(rollout::Column::State.eq(s));
     }
-    let rows = query.limit(500).all(&state.db).await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| RolloutSummary {
-            id: row.id,
-            firmware_id: row.firmware_id,
-            channel: row.channel.clone(),
-            state: row.state.clone(),
-            stage: row.current_stage,
-            percent: current_percent(&row),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-        .collect())
+    let items: Vec<RolloutSummary> =
+        query.limit(500).all(&state.db).await?.iter().map(RolloutSummary::new).collect();
+    Ok(RolloutList { total: items.len() as u64, items })
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -326,11 +297,26 @@ pub struct RolloutSummary {
     pub id: Uuid,
     pub firmware_id: Uuid,
     pub channel: String,
-    pub state: String,
+    pub state: RolloutState,
     pub stage: i32,
     pub percent: f64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl RolloutSummary {
+    pub fn new(row: &rollout::Model) -> Self {
+        Self {
+            id: row.id,
+            firmware_id: row.firmware_id,
+            channel: row.channel.clone(),
+            state: row.state,
+            stage: row.current_stage,
+            percent: current_percent(row),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

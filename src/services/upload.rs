@@ -134,7 +134,7 @@ async fn commit_staged(
         release_notes: metadata.release_notes.clone(),
         min_from_version: metadata.min_from_version.as_ref().map(|v| v.to_string()),
         mandatory: metadata.mandatory,
-        state: FirmwareState::Draft.as_str().to_owned(),
+        state: FirmwareState::Draft,
         created_by: actor.to_owned(),
         created_at: now,
         updated_at: now,

@@ -10,6 +10,7 @@
 mod fs;
 mod key;
 mod s3;
+mod s3_errors;
 mod s3_multipart;
 mod staging_file;
 mod stream;

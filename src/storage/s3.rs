@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use secrecy::ExposeSecret;
 
+use super::s3_errors::{s3_error, sdk_error};
 use super::s3_multipart::{Bucket, MultipartUpload, PendingAborts};
 use super::{BlobStream, ByteRange, HashingCounter, ObjectInfo, ObjectKey, StorageError};
 use crate::config::S3Settings;
@@ -30,22 +31,6 @@ pub struct S3Store {
     multipart: Bucket,
 }
 
-fn s3_error(e: impl std::error::Error) -> StorageError {
-    // DisplayErrorContext prints the whole source chain, which the log needs.
-    StorageError::S3(DisplayErrorContext(e).to_string())
-}
-
-/// A failed S3 call: `Unavailable` when the request could not be sent or got no answer in time
-/// (S3 down, restarting, unreachable), `S3` for anything S3 answered.
-pub(super) fn sdk_error<E, R>(e: SdkError<E, R>) -> StorageError
-where
-    SdkError<E, R>: std::error::Error,
-{
-    let unreachable = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
-    let message = DisplayErrorContext(&e).to_string();
-    if unreachable { StorageError::Unavailable(message) } else { StorageError::S3(message) }
-}
-
 impl S3Store {
     pub async fn new(settings: &S3Settings) -> anyhow::Result<Self> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -56,7 +41,7 @@ impl S3Store {
         if !settings.access_key_id.is_empty() {
             loader = loader.credentials_provider(Credentials::new(
                 &settings.access_key_id,
-                &settings.secret_access_key,
+                settings.secret_access_key.expose_secret(),
                 None,
                 None,
                 "nowatch-ota-config",

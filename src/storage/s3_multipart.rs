@@ -18,7 +18,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
-use super::s3::sdk_error;
+use super::s3_errors::sdk_error;
 use super::{ObjectKey, StorageError};
 
 /// One multipart upload, by key and id.

@@ -221,7 +221,7 @@ async fn counters_and_recount(app: &TestApp, rollout_id: Uuid) -> (ByStatus, ByS
         .await
         .unwrap()
     {
-        *recount.entry((report.counted, report.status)).or_insert(0) += 1;
+        *recount.entry((report.counted, report.status.to_string())).or_insert(0) += 1;
     }
     (stored, recount)
 }

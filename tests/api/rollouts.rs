@@ -468,7 +468,7 @@ async fn the_migration_to_one_live_rollout_per_channel_aborts_duplicates_and_rec
         &app.state.db,
         twin.id,
         "release-bot",
-        "created",
+        nowatch_ota::domain::rollout::EventKind::Created,
         json!({}),
         Utc::now(),
     )

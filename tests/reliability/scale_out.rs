@@ -516,7 +516,7 @@ async fn every_report_of_a_storm_through_both_instances_is_counted_once() {
         .unwrap();
     let mut from_rows: BTreeMap<String, i64> = BTreeMap::new();
     for row in &rows {
-        *from_rows.entry(row.status.clone()).or_default() += 1;
+        *from_rows.entry(row.status.to_string()).or_default() += 1;
         if row.rollout_id != Some(rollout_uuid) {
             problems.push(format!("{}: device_report.rollout_id {:?}", row.device_id, row.rollout_id));
         }
@@ -525,7 +525,7 @@ async fn every_report_of_a_storm_through_both_instances_is_counted_once() {
             Some(answers) => {
                 let (count, latest) = answers.last_key_value().unwrap();
                 let (status, _) = latest.first().unwrap();
-                if row.report_count != *count || row.status != *status {
+                if row.report_count != *count || row.status.as_str() != status {
                     problems.push(format!(
                         "{}: row says {} after {} reports, the answers {status} after {count}",
                         row.device_id, row.status, row.report_count

@@ -113,9 +113,14 @@ pub fn admits(salt: &[u8], device: &DeviceId, basis_points: u32) -> bool {
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        ///
+        /// With the `sea-orm` feature, also a database column type (its text), so the service's
+        /// entities hold the state itself, not a string compared with it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[cfg_attr(feature = "sea-orm", derive(sea_orm::DeriveActiveEnum, sea_orm::EnumIter))]
+        #[cfg_attr(feature = "sea-orm", sea_orm(rs_type = "String", db_type = "Text"))]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $(#[cfg_attr(feature = "sea-orm", sea_orm(string_value = $text))] $variant),+ }
 
         impl $name {
             pub const ALL: &[Self] = &[$(Self::$variant),+];
@@ -162,6 +167,19 @@ impl RolloutState {
     }
 }
 
+string_enum!(
+    /// What an event of a rollout's hash chain records.
+    EventKind {
+        Created => "created",
+        Paused => "paused",
+        Resumed => "resumed",
+        Advanced => "advanced",
+        Halted => "halted",
+        Completed => "completed",
+        Aborted => "aborted",
+    }
+);
+
 /// A manual control an admin sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -173,12 +191,12 @@ pub enum Command {
 
 impl Command {
     /// The event kind it records.
-    pub fn event_kind(&self) -> &'static str {
+    pub fn event_kind(&self) -> EventKind {
         match self {
-            Self::Pause => "paused",
-            Self::Resume => "resumed",
-            Self::Advance => "advanced",
-            Self::Abort => "aborted",
+            Self::Pause => EventKind::Paused,
+            Self::Resume => EventKind::Resumed,
+            Self::Advance => EventKind::Advanced,
+            Self::Abort => EventKind::Aborted,
         }
     }
 }

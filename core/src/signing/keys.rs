@@ -26,6 +26,12 @@ pub struct KeyInfo {
     pub status: &'static str,
 }
 
+/// `GET /v1/firmware/keys`: every key that verifies manifests.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}
+
 /// The online manifest-signing key plus the retired public keys still trusted.
 pub struct ManifestSigner {
     key: SigningKey,

@@ -10,7 +10,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub firmware_id: Uuid,
     pub rollout_id: Option<Uuid>,
-    pub status: String,
+    pub status: crate::domain::ReportStatus,
     pub error: Option<String>,
     pub from_version: Option<String>,
     pub report_count: i64,

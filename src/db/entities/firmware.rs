@@ -20,7 +20,7 @@ pub struct Model {
     pub release_notes: String,
     pub min_from_version: Option<String>,
     pub mandatory: bool,
-    pub state: String,
+    pub state: crate::domain::FirmwareState,
     pub created_by: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -12,7 +12,7 @@ pub struct Model {
     pub salt: String,
     pub stages: Json,
     pub current_stage: i32,
-    pub state: String,
+    pub state: crate::domain::rollout::RolloutState,
     pub max_failure_rate: f64,
     pub min_reports: i64,
     pub created_by: String,
@@ -28,3 +28,14 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The share this rollout admits now, in basis points: its current stage's, whatever its
+    /// state. Unreadable stages admit no one.
+    pub fn current_basis_points(&self) -> u32 {
+        crate::domain::rollout::Stages::from_json(&self.stages)
+            .ok()
+            .and_then(|s| s.as_slice().get(self.current_stage as usize).map(|stage| stage.basis_points))
+            .unwrap_or(0)
+    }
+}

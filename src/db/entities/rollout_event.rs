@@ -10,7 +10,7 @@ pub struct Model {
     pub rollout_id: Uuid,
     pub seq: i32,
     pub actor: String,
-    pub kind: String,
+    pub kind: crate::domain::rollout::EventKind,
     pub detail: Json,
     pub prev_hash: String,
     pub hash: String,

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::config::Settings;
@@ -23,10 +24,12 @@ use crate::db::entities::{firmware, firmware_hardware, hardware_floor, rollout};
 use crate::domain::rollout::RolloutState;
 use crate::domain::selection::{Candidate, RolloutGate};
 use crate::domain::{FirmwareState, Version};
-use crate::services::cut_offs::CutOffs;
-use crate::services::rollouts::current_basis_points;
 use crate::signing::{MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSigner, SPEC_VERSION};
 use crate::storage::ObjectKey;
+
+mod cut_offs;
+
+pub use cut_offs::CutOffs;
 
 /// A release's public metadata, as devices and the app see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -36,7 +39,7 @@ pub struct PublicRelease {
     pub hardware: Vec<String>,
     pub size: i64,
     pub sha256: String,
-    pub state: String,
+    pub state: FirmwareState,
     pub channels: Vec<String>,
     pub release_notes: String,
     pub min_from_version: Option<String>,
@@ -44,20 +47,21 @@ pub struct PublicRelease {
     pub published_at: Option<DateTime<Utc>>,
 }
 
-impl From<crate::services::releases::ReleaseView> for PublicRelease {
-    fn from(view: crate::services::releases::ReleaseView) -> Self {
+impl PublicRelease {
+    /// The public part of a stored release, offered on `channels`.
+    pub fn new(row: &firmware::Model, hardware: Vec<String>, channels: Vec<String>) -> Self {
         Self {
-            id: view.id,
-            version: view.version,
-            hardware: view.hardware,
-            size: view.size,
-            sha256: view.sha256,
-            state: view.state,
-            channels: view.channels,
-            release_notes: view.release_notes,
-            min_from_version: view.min_from_version,
-            mandatory: view.mandatory,
-            published_at: view.published_at,
+            id: row.id,
+            version: row.version.clone(),
+            hardware,
+            size: row.size,
+            sha256: row.sha256.clone(),
+            state: row.state,
+            channels,
+            release_notes: row.release_notes.clone(),
+            min_from_version: row.min_from_version.clone(),
+            mandatory: row.mandatory,
+            published_at: row.published_at,
         }
     }
 }
@@ -65,7 +69,7 @@ impl From<crate::services::releases::ReleaseView> for PublicRelease {
 /// A manifest, signed, with its JSON ready to send.
 #[derive(Debug)]
 pub struct SignedManifest {
-    pub json: Arc<str>,
+    pub json: Box<RawValue>,
     /// Identifies this exact signed document (for ETags).
     pub tag: String,
     pub expires_at: DateTime<Utc>,
@@ -84,7 +88,8 @@ pub struct Offered {
     /// Channel ranks it has a rollout on (not aborted).
     pub channel_ranks: Vec<usize>,
     pub public: PublicRelease,
-    pub public_json: Arc<str>,
+    /// `public` as JSON, serialised once per rebuild, not per check.
+    pub public_json: Box<RawValue>,
     /// By (hardware id, channel rank).
     pub manifests: HashMap<(String, usize), Arc<SignedManifest>>,
 }
@@ -138,7 +143,7 @@ impl Catalog {
     ) -> anyhow::Result<()> {
         let mut signed = self.signed.lock().await;
         let rows = firmware::Entity::find()
-            .filter(firmware::Column::State.eq(FirmwareState::Published.as_str()))
+            .filter(firmware::Column::State.eq(FirmwareState::Published))
             .all(db)
             .await?;
         let published: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
@@ -149,10 +154,8 @@ impl Catalog {
             }
         }
         let mut rollouts: HashMap<Uuid, Vec<rollout::Model>> = HashMap::new();
-        for r in rollout::Entity::find()
-            .filter(rollout::Column::State.ne(RolloutState::Aborted.as_str()))
-            .all(db)
-            .await?
+        for r in
+            rollout::Entity::find().filter(rollout::Column::State.ne(RolloutState::Aborted)).all(db).await?
         {
             if published.contains(&r.firmware_id) {
                 rollouts.entry(r.firmware_id).or_default().push(r);
@@ -207,7 +210,7 @@ impl Catalog {
         let row = firmware::Entity::find_by_id(id)
             .one(db)
             .await?
-            .filter(|row| row.state == FirmwareState::Published.as_str());
+            .filter(|row| row.state == FirmwareState::Published);
         let current = self.snapshot();
         let mut offered = None;
         if let Some(row) = row {
@@ -221,7 +224,7 @@ impl Catalog {
             hardware.sort();
             let rollouts = rollout::Entity::find()
                 .filter(rollout::Column::FirmwareId.eq(id))
-                .filter(rollout::Column::State.ne(RolloutState::Aborted.as_str()))
+                .filter(rollout::Column::State.ne(RolloutState::Aborted))
                 .all(db)
                 .await?;
             let now = Utc::now();
@@ -284,8 +287,12 @@ fn build_offered(
         // A rollout on a channel since removed from the configuration is offered to no one.
         let Some(rank) = channels.iter().position(|c| *c == r.channel) else { continue };
         let Ok(salt) = hex::decode(&r.salt) else { continue };
-        let Ok(state) = RolloutState::parse(&r.state) else { continue };
-        gates.push(RolloutGate { channel_rank: rank, state, basis_points: current_basis_points(r), salt });
+        gates.push(RolloutGate {
+            channel_rank: rank,
+            state: r.state,
+            basis_points: r.current_basis_points(),
+            salt,
+        });
     }
     if gates.is_empty() {
         return Ok(None);
@@ -293,19 +300,8 @@ fn build_offered(
     let mut channel_ranks: Vec<usize> = gates.iter().map(|g| g.channel_rank).collect();
     channel_ranks.sort();
     channel_ranks.dedup();
-    let public = PublicRelease {
-        id: row.id,
-        version: row.version.clone(),
-        hardware: hardware.clone(),
-        size: row.size,
-        sha256: row.sha256.clone(),
-        state: row.state.clone(),
-        channels: channel_ranks.iter().map(|&r| channels[r].clone()).collect(),
-        release_notes: row.release_notes.clone(),
-        min_from_version: row.min_from_version.clone(),
-        mandatory: row.mandatory,
-        published_at: row.published_at,
-    };
+    let offered_on = channel_ranks.iter().map(|&r| channels[r].clone()).collect();
+    let public = PublicRelease::new(&row, hardware.clone(), offered_on);
     let mut manifests = HashMap::new();
     for h in &hardware {
         for &rank in &channel_ranks {
@@ -341,7 +337,7 @@ fn build_offered(
         blob_key: ObjectKey::Firmware(digest),
         gates,
         channel_ranks,
-        public_json: serde_json::to_string(&public)?.into(),
+        public_json: serde_json::value::to_raw_value(&public)?,
         public,
         manifests,
     }))
@@ -381,5 +377,5 @@ fn sign(
     body.expires_at = expires_at.format(format).to_string();
     let envelope = ManifestEnvelope::sign(&body, signer)?;
     let tag = envelope.signatures.first().map(|s| s.sig.chars().take(22).collect()).unwrap_or_default();
-    Ok(SignedManifest { json: serde_json::to_string(&envelope)?.into(), tag, expires_at })
+    Ok(SignedManifest { json: serde_json::value::to_raw_value(&envelope)?, tag, expires_at })
 }
