@@ -1,8 +1,10 @@
 //! nowatch-ota: the firmware service of the NOWATCH platform and the front door of its API.
-//! Dependencies point inward: routes → services → (db, storage, signing) → domain.
+//! Dependencies point inward, in layers (README, "Layout"; `.ci/import-cycles` checks them):
+//! startup and middleware → routes → services → (catalog, db, storage, signing, auth, config) → core.
 
 pub mod auth;
 pub mod catalog;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod db;
