@@ -10,11 +10,10 @@ CREATE TEMP TABLE seed AS
   SELECT i, randomblob(16) AS fid, randomblob(16) AS rid FROM n;
 CREATE TEMP TABLE tmpl AS SELECT f.* FROM firmware f JOIN firmware_hardware h ON h.firmware_id = f.id
   WHERE h.hardware = @hw AND f.version = '1.0.0';
-INSERT INTO firmware (id, version, version_key, version_major, version_minor, version_patch,
-  version_pre, size, sha256, blob_key, release_signature, release_notes, min_from_version,
-  mandatory, state, created_by, created_at, updated_at, published_at)
-SELECT s.fid, '1.' || s.i || '.0', '1.' || s.i || '.0', 1, s.i, 0, '', t.size, t.sha256,
-  t.blob_key, t.release_signature, t.release_notes, t.min_from_version, t.mandatory, t.state,
+INSERT INTO firmware (id, version, version_key, size, sha256, release_signature, release_notes,
+  min_from_version, mandatory, state, created_by, created_at, updated_at, published_at)
+SELECT s.fid, '1.' || s.i || '.0', '1.' || s.i || '.0', t.size, t.sha256,
+  t.release_signature, t.release_notes, t.min_from_version, t.mandatory, t.state,
   t.created_by, t.created_at, t.updated_at, t.published_at FROM seed s, tmpl t;
 INSERT INTO firmware_hardware (firmware_id, hardware, version_key)
   SELECT fid, @hw, '1.' || i || '.0' FROM seed;

@@ -9,11 +9,11 @@
 BEGIN;
 WITH RECURSIVE n(i) AS (SELECT @from UNION ALL SELECT i + 1 FROM n WHERE i + 1 < @to)
 INSERT INTO device_report (device_id, firmware_id, rollout_id, status, error, from_version,
-                           report_count, first_reported_at, updated_at)
+                           report_count, updated_at)
 SELECT 'bulk-' || n.i, r.firmware_id, r.rollout_id,
        CASE n.i % 4 WHEN 0 THEN 'downloading' WHEN 1 THEN 'downloaded'
                     WHEN 2 THEN 'installing' ELSE 'installed' END,
-       NULL, r.from_version, 1, r.first_reported_at, r.updated_at
+       NULL, r.from_version, 1, r.updated_at
 FROM n, (SELECT * FROM device_report WHERE device_id = @tmpl) AS r;
 INSERT INTO rollout_report_count (rollout_id, status, devices)
 SELECT r.rollout_id,

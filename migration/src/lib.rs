@@ -9,6 +9,7 @@ mod m20261123_000002_add_rollout_chain_head;
 mod m20261124_000003_create_rollout_report_count;
 pub mod m20261201_000004_one_live_rollout_per_channel;
 mod m20261201_000005_add_device_owner;
+mod m20261203_000006_drop_write_only_columns;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_rollout_report_count::Migration),
             Box::new(m20261201_000004_one_live_rollout_per_channel::Migration),
             Box::new(m20261201_000005_add_device_owner::Migration),
+            Box::new(m20261203_000006_drop_write_only_columns::Migration),
         ]
     }
 }

@@ -112,7 +112,6 @@ pub struct Snapshot {
     pub by_hardware: HashMap<String, Vec<Arc<Offered>>>,
     pub by_id: HashMap<Uuid, Arc<Offered>>,
     pub floors: HashMap<String, Version>,
-    pub built_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -171,7 +170,7 @@ impl Catalog {
         let now = Utc::now();
         let ttl = manifest_ttl(settings);
         let mut kept = HashMap::new();
-        let mut snapshot = Snapshot { floors, built_at: Some(now), ..Default::default() };
+        let mut snapshot = Snapshot { floors, ..Default::default() };
         for row in rows {
             let Some(rollouts) = rollouts.remove(&row.id) else { continue };
             let mut hw = hardware.remove(&row.id).unwrap_or_default();

@@ -12,12 +12,12 @@ use crate::telemetry;
 
 /// Requests under a proxy prefix go to the backend before the router sees them: no local route
 /// can match them (`proxy.prefixes` may not overlap the paths served here, checked at start-up),
-/// and trying every local route first, most with a regex, cost about a seventh of a proxied
-/// request's instructions (bench/PROFILE.md). Unsafe paths (dot segments however encoded,
+/// and trying every local route first, most with a regex, was a large share of a proxied
+/// request's cost (bench/PROFILE.md). Unsafe paths (dot segments however encoded,
 /// backslash, NUL) are refused, not forwarded.
 ///
 /// Outside tracing-actix-web's logger: its span per request, entered at every poll of the
-/// exchange and of the body, was about a quarter of a proxied request's instructions. A
+/// exchange and of the body, was the largest share of a proxied request's cost. A
 /// forwarded request is logged with one line carrying the same fields instead
 /// ([`telemetry::log_forwarded`]); the proxy's own warnings name the request id.
 pub async fn forward_proxied(

@@ -82,8 +82,9 @@ fn push_separator(chain: &mut String) {
     }
 }
 
-/// An IPv4 address digit by digit: `Ipv4Addr`'s `Display` (padding support, a buffer, a
-/// formatter per octet) cost more than the rest of the forwarding headers together.
+/// An IPv4 address digit by digit, not through std's `Display` (padding support, a buffer, a
+/// formatter per octet), which cost more than the rest of the forwarding headers together
+/// (bench/PROFILE.md, "`X-Forwarded-*` without `ConnectionInfo`"): kept for that figure.
 fn push_ip(out: &mut String, ip: IpAddr) {
     let IpAddr::V4(v4) = ip else {
         out.push_str(&ip.to_string());
@@ -131,6 +132,9 @@ pub fn forwarded_element(client: Option<&str>, scheme: &str, host: &str) -> Stri
 /// or not; an absolute-form request target is the client's word, not the connection's) and
 /// its `Host`. `Forwarded` is never read: this hop writes its own (see [`forwarded_element`]).
 /// A host that is not `name[:port]` or `[v6][:port]` is refused: it would go into headers.
+///
+/// Not actix's `ConnectionInfo`: it believes `Forwarded` and `X-Forwarded-*` from any peer, so a
+/// client could name the scheme and host the backend sees (README, "What the service trusts").
 pub fn client_scheme_and_host(req: &HttpRequest, trusted: bool) -> Result<(&str, &str), &'static str> {
     let last_of = |name: &HeaderName| {
         let value = req.headers().get_all(name).filter_map(|v| v.to_str().ok()).last()?;

@@ -118,18 +118,12 @@ async fn commit_staged(
     state.store.promote(&staged.key, &final_key).await?;
 
     let now = Utc::now();
-    let semver = metadata.version.semver();
     let row = firmware::Model {
         id: Uuid::new_v4(),
         version: metadata.version.to_string(),
         version_key: version_key.clone(),
-        version_major: i64::try_from(semver.major).unwrap_or(i64::MAX),
-        version_minor: i64::try_from(semver.minor).unwrap_or(i64::MAX),
-        version_patch: i64::try_from(semver.patch).unwrap_or(i64::MAX),
-        version_pre: semver.pre.to_string(),
         size: i64::try_from(staged.size).map_err(ApiError::internal)?,
         sha256: staged.sha256.to_hex(),
-        blob_key: final_key.to_string(),
         release_signature: metadata.release_signature.clone(),
         release_notes: metadata.release_notes.clone(),
         min_from_version: metadata.min_from_version.as_ref().map(|v| v.to_string()),

@@ -42,10 +42,6 @@ impl ReleaseKeys {
         Ok(Self { keys })
     }
 
-    pub fn new(keys: Vec<VerifyingKey>) -> Self {
-        Self { keys }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

@@ -47,28 +47,21 @@ impl FsStore {
     /// return.
     /// Chunks are handed over about 1 MiB at a time: one wake-up of the writer per chunk cost
     /// 23,000 `futex` calls per GiB (bench/PROFILE.md).
-    pub(super) async fn put<S, E>(
+    pub(super) async fn put<S>(
         &self,
         key: &ObjectKey,
         mut body: S,
-        limit: u64,
     ) -> Result<(u64, Sha256Digest), StorageError>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<Bytes, StorageError>> + Unpin,
     {
         let path = self.path(key);
         let (batches, queue) = mpsc::channel(WRITE_QUEUE);
         let writer = tokio::task::spawn_blocking(move || write_durably(&path, queue));
         let received = async {
-            let (mut size, mut batch, mut batch_bytes) = (0u64, Vec::new(), 0usize);
+            let (mut batch, mut batch_bytes) = (Vec::new(), 0usize);
             while let Some(chunk) = body.next().await {
-                let chunk =
-                    chunk.map_err(|e| StorageError::Client(format!("file: upload interrupted: {e}")))?;
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(StorageError::TooLarge(limit));
-                }
+                let chunk = chunk?;
                 batch_bytes += chunk.len();
                 batch.push(chunk);
                 if batch_bytes >= HANDOFF_BYTES {

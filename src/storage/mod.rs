@@ -24,7 +24,7 @@ use futures_util::Stream;
 pub use fs::FsStore;
 pub use key::ObjectKey;
 pub use s3::S3Store;
-pub use stream::{HashingCounter, IdleTimeout};
+pub use stream::{HashingCounter, IdleTimeout, SizeGuard};
 
 use crate::config::{StorageBackend, StorageSettings};
 use crate::domain::Sha256Digest;
@@ -108,9 +108,10 @@ impl BlobStore {
         E: std::fmt::Display,
     {
         let key = ObjectKey::Staging(uuid::Uuid::new_v4());
+        let body = SizeGuard::new(body, limit);
         let result = match self {
-            Self::Fs(s) => s.put(&key, body, limit).await,
-            Self::S3(s) => s.put(&key, body, limit).await,
+            Self::Fs(s) => s.put(&key, body).await,
+            Self::S3(s) => s.put(&key, body).await,
         };
         match result {
             Ok((size, sha256)) => Ok(StagedBlob { key, size, sha256 }),

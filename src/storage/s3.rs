@@ -70,24 +70,21 @@ impl S3Store {
         })
     }
 
-    pub(super) async fn put<S, E>(
+    pub(super) async fn put<S>(
         &self,
         key: &ObjectKey,
         mut body: S,
-        limit: u64,
     ) -> Result<(u64, Sha256Digest), StorageError>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<Bytes, StorageError>> + Unpin,
     {
-        let mut counter = HashingCounter::new(limit);
+        let mut counter = HashingCounter::default();
         let mut buffer = Vec::new();
         let mut upload: Option<MultipartUpload> = None;
         let result: Result<(), StorageError> = async {
             while let Some(chunk) = body.next().await {
-                let mut chunk =
-                    chunk.map_err(|e| StorageError::Client(format!("file: upload interrupted: {e}")))?;
-                counter.update(&chunk)?;
+                let mut chunk = chunk?;
+                counter.update(&chunk);
                 while !chunk.is_empty() {
                     let take = chunk.len().min(self.part_size - buffer.len());
                     grow(&mut buffer, take, self.part_size);

@@ -1,5 +1,5 @@
-//! Hashing and counting bytes as they stream, with the size limit enforced on the way; ending
-//! a body that stops moving.
+//! Uploads as they stream: the size limit (one guard for both stores), hashing and counting,
+//! and the end of a body that stops moving.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
 use tokio::time::Sleep;
@@ -15,25 +16,52 @@ use tokio::time::Sleep;
 use super::StorageError;
 use crate::domain::Sha256Digest;
 
-/// Feeds every chunk through SHA-256 and a byte count; errors once the count passes `limit`.
-pub struct HashingCounter {
-    hasher: Sha256,
-    size: u64,
+/// An upload's body as the stores read it: its own errors become the client's (`file: upload
+/// interrupted`), and it ends with [`StorageError::TooLarge`] once more than `limit` bytes have
+/// come, before the chunk that passes the limit is handed on.
+pub struct SizeGuard<S> {
+    inner: S,
+    seen: u64,
     limit: u64,
 }
 
-impl HashingCounter {
-    pub fn new(limit: u64) -> Self {
-        Self { hasher: Sha256::new(), size: 0, limit }
+impl<S> SizeGuard<S> {
+    pub fn new(inner: S, limit: u64) -> Self {
+        Self { inner, seen: 0, limit }
     }
+}
 
-    pub fn update(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+impl<S, E> Stream for SizeGuard<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    type Item = Result<Bytes, StorageError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        Poll::Ready(match std::task::ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+            None => None,
+            Some(Err(e)) => Some(Err(StorageError::Client(format!("file: upload interrupted: {e}")))),
+            Some(Ok(chunk)) => {
+                this.seen += chunk.len() as u64;
+                Some(if this.seen > this.limit { Err(StorageError::TooLarge(this.limit)) } else { Ok(chunk) })
+            }
+        })
+    }
+}
+
+/// Feeds every chunk through SHA-256 and a byte count.
+#[derive(Default)]
+pub struct HashingCounter {
+    hasher: Sha256,
+    size: u64,
+}
+
+impl HashingCounter {
+    pub fn update(&mut self, chunk: &[u8]) {
         self.size += chunk.len() as u64;
-        if self.size > self.limit {
-            return Err(StorageError::TooLarge(self.limit));
-        }
         self.hasher.update(chunk);
-        Ok(())
     }
 
     pub fn finish(self) -> (u64, Sha256Digest) {

@@ -1,9 +1,9 @@
 //! The line of a forwarded request, written straight into the log buffer in the bytes the
 //! subscriber's formatter would write for it (compact or JSON).
 //!
-//! Going through `tracing::info!` cost a proxied request about 6,800 instructions, more than a
-//! twelfth of the request (bench/PROFILE.md): a visitor and a `fmt::Write` call per field, value
-//! escaping, and the level's styling. This line has four fields whose text is known to need no
+//! Going through `tracing::info!` cost a proxied request more than the rest of its logging
+//! (bench/PROFILE.md): a visitor and a `fmt::Write` call per field, value escaping, and the
+//! level's styling. This line has four fields whose text is known to need no
 //! escaping in the compact format (a sanitised request id, an HTTP method token, a URI path,
 //! which cannot hold spaces or control characters) and only JSON's in the other.
 //!

@@ -34,8 +34,8 @@ pub fn init(settings: &LogSettings) -> std::io::Result<FlushGuard> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour codes only for a terminal: writing them into a log file cost about 10 % of an update
-    // check's instructions (bench/PROFILE.md).
+    // Colour codes only for a terminal: writing them into a log file was a visible share of an
+    // update check's cost (bench/PROFILE.md).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let (writer, guard) = BatchedWriter::spawn(std::io::stdout())?;
     let builder = tracing_subscriber::fmt()

@@ -1,7 +1,7 @@
 //! Log timestamps as tracing-subscriber's default timer writes them (RFC 3339, UTC,
 //! microseconds: `2026-11-24T09:41:49.771475Z`), with the part up to the second formatted once
-//! a second per thread. Formatting the whole date on every line was about a quarter of the cost
-//! of a proxied request's log line (bench/PROFILE.md).
+//! a second per thread: formatting the whole date on every line was much of the cost of a
+//! proxied request's log line (bench/PROFILE.md, "log timestamps").
 
 use std::cell::RefCell;
 use std::fmt;

@@ -427,6 +427,15 @@ async fn ticks_of_two_instances_at_once_move_a_rollout_once() {
     assert_eq!(kinds, ["created", "advanced"]);
 }
 
+/// Reverts `name` and every migration after it: the schema an older version ran.
+async fn migrate_down_to_before(app: &TestApp, name: &str) {
+    use migration::MigratorTrait;
+    let names: Vec<String> = migration::Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
+    let at = names.iter().position(|n| n == name).expect("a migration of that name");
+    let steps = u32::try_from(names.len() - at).unwrap();
+    migration::Migrator::down(&app.state.db, Some(steps)).await.unwrap();
+}
+
 #[tokio::test]
 async fn the_migration_that_adds_the_counts_fills_them_from_the_reports_already_there() {
     use migration::MigratorTrait;
@@ -439,7 +448,7 @@ async fn the_migration_that_adds_the_counts_fills_them_from_the_reports_already_
     assert_eq!(before, [1, 0, 0, 2, 1]);
 
     // Back to the schema before the counts existed, then forward again.
-    migration::Migrator::down(&app.state.db, Some(3)).await.unwrap();
+    migrate_down_to_before(&app, "m20261124_000003_create_rollout_report_count").await;
     migration::Migrator::up(&app.state.db, None).await.unwrap();
     assert_eq!(counts_of(&rollout(&app, &r).await), before);
 }
@@ -456,7 +465,7 @@ async fn the_migration_to_one_live_rollout_per_channel_aborts_duplicates_and_rec
     }
     // Back to the schema an older version ran, and what its races could leave there: a second
     // live rollout on the channel and counters that went wrong.
-    migration::Migrator::down(&app.state.db, Some(2)).await.unwrap();
+    migrate_down_to_before(&app, "m20261201_000004_one_live_rollout_per_channel").await;
     let original = uuid::Uuid::parse_str(r["id"].as_str().unwrap()).unwrap();
     let mut twin = rollout_row::Entity::find_by_id(original).one(&app.state.db).await.unwrap().unwrap();
     twin.id = uuid::Uuid::new_v4();

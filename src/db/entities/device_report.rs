@@ -14,7 +14,6 @@ pub struct Model {
     pub error: Option<String>,
     pub from_version: Option<String>,
     pub report_count: i64,
-    pub first_reported_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     /// Whether its outcome counts towards the rollout's health (decided at the first report).
     pub counted: bool,

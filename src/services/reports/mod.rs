@@ -220,7 +220,6 @@ async fn first_report(
         error: report.error.clone(),
         from_version: report.request.from_version.as_ref().map(|v| v.to_string()),
         report_count: 1,
-        first_reported_at: report.now,
         updated_at: report.now,
         counted: attribution.counted,
         failures: i32::from(report.status == ReportStatus::Failed),
