@@ -20,7 +20,10 @@ use crate::error::ErrorBody;
         description = "Firmware over-the-air service of the NOWATCH platform: the `firmware` and \
             `admin-firmware` tags. Every other NOWATCH tag is forwarded to the full backend. \
             Errors use the NOWATCH shape (`ErrorBody`); every response carries `x-request-id`. \
-            A method a path does not take is 405 with `Allow`."
+            A method a path does not take is 405 with `Allow`. A request the HTTP/1.1 parser \
+            refuses (a NUL or other control byte in a header, a request line that is not \
+            HTTP) is answered 400 with an empty body and no `x-request-id` before it reaches \
+            the service."
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
