@@ -7,10 +7,14 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::middleware::{fallback, forward_proxied, request_context};
+use crate::openapi::{self, ApiDoc};
 use crate::proxy::{Proxy, ProxyMetrics};
 use crate::routes;
 use crate::state::AppState;
@@ -37,12 +41,19 @@ impl Application {
         let app_state = state.clone();
         let unread_limit = Duration::from_secs(state.settings.firmware.download_idle_timeout_s);
         let mut server = HttpServer::new(move || {
-            App::new()
+            // Each route is registered with its OpenAPI operation: the document is what is mounted.
+            let (app, api) = App::new()
+                .into_utoipa_app()
+                .openapi(ApiDoc::openapi())
                 .app_data(app_state.clone())
                 .app_data(app_state.jwt.clone())
                 // One forwarder, with its own upstream connection pool, per worker.
                 .app_data(web::Data::new(proxy.forwarder()))
                 .configure(|cfg| mount(cfg, &app_state.settings))
+                .split_for_parts();
+            let api = openapi::for_settings(api, &app_state.settings);
+            app.configure(|cfg| routes::method_not_allowed(cfg, &api))
+                .configure(|cfg| routes::docs::mount(cfg, api))
                 .default_service(web::to(fallback))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .wrap(from_fn(forward_proxied))
@@ -96,8 +107,9 @@ fn cut_when_unread_for(connection: &dyn std::any::Any, limit: Duration) {
     }
 }
 
-/// Mounts every route and the extractor configuration that turns bad input into `ApiError`s.
-fn mount(cfg: &mut web::ServiceConfig, settings: &Settings) {
+/// Mounts every documented route and the extractor configuration that turns bad input into
+/// `ApiError`s.
+fn mount(cfg: &mut ServiceConfig, settings: &Settings) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(settings.server.max_json_bytes)
@@ -120,8 +132,7 @@ fn mount(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .configure(routes::admin_firmware::mount)
     .configure(routes::admin_hardware::mount)
     .configure(routes::admin_rollouts::mount)
-    .configure(routes::metrics::mount)
-    .configure(routes::docs::mount);
+    .configure(routes::metrics::mount);
 }
 
 fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {

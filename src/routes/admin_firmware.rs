@@ -4,48 +4,46 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_multipart::{Field, Multipart};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::auth::AdminUser;
 use crate::db::firmware::ListFilter;
 use crate::domain::{FirmwareState, HardwareId};
 use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::openapi::{BadInput, Conflict, HardwareName, JsonBody, NeedsAdmin, NotFound};
 use crate::routes::http::parse_id;
+use crate::routes::json::Json;
 use crate::services::releases::{self, PublishRequest, ReleasePatch, RevokeRequest};
-#[allow(unused_imports)] // named in the OpenAPI annotations
 use crate::services::releases::{ReleasePage, ReleaseView};
 use crate::services::rollouts::RolloutView;
 use crate::services::upload::{self, UploadMetadata, UploadOutcome};
 use crate::state::AppState;
 use crate::storage::IdleTimeout;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-/// The upload's multipart body, as the OpenAPI document describes it.
+/// The upload's multipart body, as the OpenAPI document describes it: the parts in this order.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // describes a body; never built
 pub struct UploadForm {
-    /// JSON: `{version, hardware[], release_notes?, min_from_version?, mandatory?, expected_sha256?, release_signature?}`
+    /// JSON, sent first: what the image is.
     metadata: UploadMetadata,
     /// The image.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
 }
 
-pub fn mount(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/admin/firmware")
-            .route(web::post().to(upload_release))
-            .route(web::get().to(list_releases)),
-    )
-    .service(
-        web::resource("/v1/admin/firmware/{id}")
-            .route(web::get().to(get_release))
-            .route(web::patch().to(patch_release))
-            .route(web::delete().to(delete_release)),
-    )
-    .service(web::resource("/v1/admin/firmware/{id}/publish").route(web::post().to(publish_release)))
-    .service(web::resource("/v1/admin/firmware/{id}/revoke").route(web::post().to(revoke_release)));
+pub fn mount(cfg: &mut ServiceConfig) {
+    cfg.service(upload_release)
+        .service(list_releases)
+        .service(get_release)
+        .service(patch_release)
+        .service(delete_release)
+        .service(publish_release)
+        .service(revoke_release);
 }
 
 /// Largest `metadata` part accepted.
@@ -87,7 +85,25 @@ fn stalled(idle: Duration) -> ApiError {
     ApiError::RequestTimeout(format!("body: nothing received for {} s", idle.as_secs()))
 }
 
-#[utoipa::path(post, path = "/v1/admin/firmware", tag = "admin-firmware", security(("bearer" = [])), request_body(content = UploadForm, content_type = "multipart/form-data", description = "A `metadata` JSON part first, then the `file` part"), responses((status = 201, description = "A new draft release", body = ReleaseView), (status = 200, description = "The same version and bytes were uploaded before: that release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 408, description = "The body stopped for firmware.upload_idle_timeout_s", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody), (status = 413, description = "Too large", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    request_body(
+        content = UploadForm,
+        content_type = "multipart/form-data",
+        description = "The `metadata` part (JSON) first, then the `file` part"
+    ),
+    responses(
+        (status = 201, description = "A new draft release", body = ReleaseView, headers(("Location" = String, description = "The release"))),
+        (status = 200, description = "The same version and bytes were uploaded before: that release", body = ReleaseView),
+        BadInput,
+        NeedsAdmin,
+        (status = 408, description = "The body stopped for firmware.upload_idle_timeout_s", body = ErrorBody),
+        Conflict,
+        (status = 413, description = "Larger than firmware.max_upload_bytes", body = ErrorBody),
+    )
+)]
+#[post("/v1/admin/firmware")]
 #[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn upload_release(
     state: web::Data<AppState>,
@@ -108,7 +124,7 @@ pub async fn upload_release(
                     ApiError::field("metadata", format!("must be at most {MAX_METADATA_BYTES} bytes"))
                 })?
                 .map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))?;
-            serde_json::from_slice::<UploadMetadata>(&bytes).map_err(|e| ApiError::field("metadata", e))?
+            crate::routes::json::parse_part::<UploadMetadata>(&bytes, "metadata")?
         }
         Some(field) if field.name() == Some("file") => {
             return Err(ApiError::bad_request("file: arrived before metadata; send the metadata part first"));
@@ -155,16 +171,31 @@ pub async fn upload_release(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only releases for this hardware id.
+    #[param(value_type = Option<HardwareName>, nullable = false)]
     hardware: Option<String>,
+    /// Only releases in this state.
+    #[param(value_type = Option<FirmwareState>, nullable = false)]
     state: Option<String>,
+    /// From 1.
+    #[param(minimum = 1, maximum = 1_000_000, nullable = false)]
     page: Option<u64>,
+    /// Default 50.
+    #[param(minimum = 1, maximum = 200, nullable = false)]
     per_page: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/v1/admin/firmware", tag = "admin-firmware", security(("bearer" = [])), params(("hardware" = Option<String>, Query, description = "Only releases for this hardware id"), ("state" = Option<String>, Query, description = "draft, published or revoked"), ("page" = Option<u64>, Query, description = "From 1"), ("per_page" = Option<u64>, Query, description = "1 to 200, default 50")), responses((status = 200, description = "Newest first", body = ReleasePage), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, description = "Newest first", body = ReleasePage), BadInput, NeedsAdmin)
+)]
+#[get("/v1/admin/firmware")]
 pub async fn list_releases(
     state: web::Data<AppState>,
     _admin: AdminUser,
@@ -190,7 +221,14 @@ pub async fn list_releases(
     Ok(HttpResponse::Ok().json(releases::list(&state, &filter, page, per_page).await?))
 }
 
-#[utoipa::path(get, path = "/v1/admin/firmware/{id}", operation_id = "admin_get_release", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), responses((status = 200, description = "The release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    operation_id = "admin_get_release",
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Release id")),
+    responses((status = 200, description = "The release", body = ReleaseView), BadInput, NeedsAdmin, NotFound)
+)]
+#[get("/v1/admin/firmware/{id}")]
 pub async fn get_release(
     state: web::Data<AppState>,
     _admin: AdminUser,
@@ -199,18 +237,38 @@ pub async fn get_release(
     Ok(HttpResponse::Ok().json(releases::view(&state, parse_id(&id)?).await?))
 }
 
-#[utoipa::path(patch, path = "/v1/admin/firmware/{id}", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = ReleasePatch, responses((status = 200, description = "The edited release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Release id")),
+    request_body = ReleasePatch,
+    responses(
+        (status = 200, description = "The edited release", body = ReleaseView),
+        BadInput,
+        NeedsAdmin,
+        NotFound,
+        Conflict,
+        JsonBody,
+    )
+)]
+#[patch("/v1/admin/firmware/{id}")]
 #[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn patch_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,
-    body: web::Json<ReleasePatch>,
+    body: Json<ReleasePatch>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(releases::patch(&state, parse_id(&id)?, body.into_inner()).await?))
 }
 
-#[utoipa::path(delete, path = "/v1/admin/firmware/{id}", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Release id")),
+    responses((status = 204, description = "Deleted"), BadInput, NeedsAdmin, NotFound, Conflict)
+)]
+#[delete("/v1/admin/firmware/{id}")]
 #[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn delete_release(
     state: web::Data<AppState>,
@@ -221,13 +279,27 @@ pub async fn delete_release(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/v1/admin/firmware/{id}/publish", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = PublishRequest, responses((status = 201, description = "The new rollout", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Release id")),
+    request_body = PublishRequest,
+    responses(
+        (status = 201, description = "The new rollout", body = RolloutView, headers(("Location" = String, description = "The rollout"))),
+        BadInput,
+        NeedsAdmin,
+        NotFound,
+        Conflict,
+        JsonBody,
+    )
+)]
+#[post("/v1/admin/firmware/{id}/publish")]
 #[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn publish_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,
-    body: web::Json<PublishRequest>,
+    body: Json<PublishRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let rollout = releases::publish(&state, parse_id(&id)?, body.into_inner(), &admin.0.sub).await?;
     Ok(HttpResponse::Created()
@@ -235,13 +307,27 @@ pub async fn publish_release(
         .json(rollout))
 }
 
-#[utoipa::path(post, path = "/v1/admin/firmware/{id}/revoke", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = RevokeRequest, responses((status = 200, description = "The revoked release", body = ReleaseView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Release id")),
+    request_body = RevokeRequest,
+    responses(
+        (status = 200, description = "The revoked release", body = ReleaseView),
+        BadInput,
+        NeedsAdmin,
+        NotFound,
+        Conflict,
+        JsonBody,
+    )
+)]
+#[post("/v1/admin/firmware/{id}/revoke")]
 #[tracing::instrument(skip_all, fields(actor = %crate::telemetry::escaped(&admin.0.sub)))]
 pub async fn revoke_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     id: web::Path<String>,
-    body: web::Json<RevokeRequest>,
+    body: Json<RevokeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .json(releases::revoke(&state, parse_id(&id)?, body.into_inner(), &admin.0.sub).await?))

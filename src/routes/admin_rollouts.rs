@@ -1,34 +1,44 @@
 //! `admin-firmware`: rollout progress, manual control and the dry-run preview.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::AdminUser;
 use crate::domain::rollout::{Command, RolloutState};
 use crate::error::ApiError;
+use crate::openapi::{BadInput, Conflict, NeedsAdmin, NotFound};
 use crate::routes::http::parse_id;
-use crate::services::rollouts;
-#[allow(unused_imports)] // named in the OpenAPI annotations
-use crate::services::rollouts::{Preview, RolloutList, RolloutView};
+use crate::services::rollouts::{self, Preview, RolloutList, RolloutView};
 use crate::state::AppState;
 
-pub fn mount(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/admin/rollouts").route(web::get().to(list_rollouts)))
-        .service(web::resource("/v1/admin/rollouts/{id}").route(web::get().to(get_rollout)))
-        .service(web::resource("/v1/admin/rollouts/{id}/preview").route(web::get().to(preview_rollout)))
-        .service(web::resource("/v1/admin/rollouts/{id}/pause").route(web::post().to(pause)))
-        .service(web::resource("/v1/admin/rollouts/{id}/resume").route(web::post().to(resume)))
-        .service(web::resource("/v1/admin/rollouts/{id}/advance").route(web::post().to(advance)))
-        .service(web::resource("/v1/admin/rollouts/{id}/abort").route(web::post().to(abort)));
+pub fn mount(cfg: &mut ServiceConfig) {
+    cfg.service(list_rollouts)
+        .service(get_rollout)
+        .service(preview_rollout)
+        .service(pause)
+        .service(resume)
+        .service(advance)
+        .service(abort);
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only rollouts in this state.
+    #[param(value_type = Option<RolloutState>, nullable = false)]
     state: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/admin/rollouts", tag = "admin-firmware", security(("bearer" = [])), params(("state" = Option<String>, Query, description = "active, paused, halted, completed or aborted")), responses((status = 200, description = "Newest first", body = RolloutList), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, description = "Newest first", body = RolloutList), BadInput, NeedsAdmin)
+)]
+#[get("/v1/admin/rollouts")]
 pub async fn list_rollouts(
     state: web::Data<AppState>,
     _admin: AdminUser,
@@ -43,7 +53,18 @@ pub async fn list_rollouts(
     Ok(HttpResponse::Ok().json(rollouts::list(&state, filter).await?))
 }
 
-#[utoipa::path(get, path = "/v1/admin/rollouts/{id}", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Progress, counts and the event chain", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Rollout id")),
+    responses(
+        (status = 200, description = "Progress, counts and the event chain", body = RolloutView),
+        BadInput,
+        NeedsAdmin,
+        NotFound,
+    )
+)]
+#[get("/v1/admin/rollouts/{id}")]
 pub async fn get_rollout(
     state: web::Data<AppState>,
     _admin: AdminUser,
@@ -52,7 +73,18 @@ pub async fn get_rollout(
     Ok(HttpResponse::Ok().json(rollouts::view(&state, parse_id(&id)?).await?))
 }
 
-#[utoipa::path(get, path = "/v1/admin/rollouts/{id}/preview", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Known devices each stage admits", body = Preview), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Rollout id")),
+    responses(
+        (status = 200, description = "Known devices each stage admits", body = Preview),
+        BadInput,
+        NeedsAdmin,
+        NotFound,
+    )
+)]
+#[get("/v1/admin/rollouts/{id}/preview")]
 pub async fn preview_rollout(
     state: web::Data<AppState>,
     _admin: AdminUser,
@@ -71,7 +103,19 @@ async fn control(
     Ok(HttpResponse::Ok().json(rollouts::control(state, parse_id(id)?, command, &admin.0.sub).await?))
 }
 
-#[utoipa::path(post, path = "/v1/admin/rollouts/{id}/pause", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Paused: the ramp stops, admitted devices stay in", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Rollout id")),
+    responses(
+        (status = 200, description = "Paused: the ramp stops, admitted devices stay in", body = RolloutView),
+        BadInput,
+        NeedsAdmin,
+        NotFound,
+        Conflict,
+    )
+)]
+#[post("/v1/admin/rollouts/{id}/pause")]
 pub async fn pause(
     state: web::Data<AppState>,
     admin: AdminUser,
@@ -80,7 +124,19 @@ pub async fn pause(
     control(&state, &admin, &id, Command::Pause).await
 }
 
-#[utoipa::path(post, path = "/v1/admin/rollouts/{id}/resume", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Active again (also after a halt)", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Rollout id")),
+    responses(
+        (status = 200, description = "Active again (also after a halt)", body = RolloutView),
+        BadInput,
+        NeedsAdmin,
+        NotFound,
+        Conflict,
+    )
+)]
+#[post("/v1/admin/rollouts/{id}/resume")]
 pub async fn resume(
     state: web::Data<AppState>,
     admin: AdminUser,
@@ -89,7 +145,19 @@ pub async fn resume(
     control(&state, &admin, &id, Command::Resume).await
 }
 
-#[utoipa::path(post, path = "/v1/admin/rollouts/{id}/advance", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "At the next stage, or completed", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Rollout id")),
+    responses(
+        (status = 200, description = "At the next stage, or completed", body = RolloutView),
+        BadInput,
+        NeedsAdmin,
+        NotFound,
+        Conflict,
+    )
+)]
+#[post("/v1/admin/rollouts/{id}/advance")]
 pub async fn advance(
     state: web::Data<AppState>,
     admin: AdminUser,
@@ -98,7 +166,19 @@ pub async fn advance(
     control(&state, &admin, &id, Command::Advance).await
 }
 
-#[utoipa::path(post, path = "/v1/admin/rollouts/{id}/abort", tag = "admin-firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Rollout id")), responses((status = 200, description = "Aborted: offered to no one", body = RolloutView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "Not an admin", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "admin-firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Rollout id")),
+    responses(
+        (status = 200, description = "Aborted: offered to no one", body = RolloutView),
+        BadInput,
+        NeedsAdmin,
+        NotFound,
+        Conflict,
+    )
+)]
+#[post("/v1/admin/rollouts/{id}/abort")]
 pub async fn abort(
     state: web::Data<AppState>,
     admin: AdminUser,

@@ -9,13 +9,14 @@ use std::time::Duration;
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, EntityTag};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, get, head, web};
 use futures_util::TryStreamExt;
 
 use crate::auth::OptionalCaller;
 use crate::config::DownloadMode;
 use crate::domain::range::RangeRequest;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{BadInput, DownloadHeaders, NeedsToken, NotFound};
 use crate::routes::http::{if_none_match, if_range, parse_id};
 use crate::services::downloads::{Image, find_image};
 use crate::state::AppState;
@@ -31,8 +32,35 @@ fn s3_answers_alike(range: Option<&str>, if_range: Option<bool>, size: u64) -> b
     if_range != Some(true) && matches!(RangeRequest::parse(Some(range), size), RangeRequest::Part { .. })
 }
 
-#[utoipa::path(get, path = "/v1/firmware/{id}/download", operation_id = "download", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image (with download_mode = accel, GET answers empty with X-Accel-Redirect and the nginx in front sends it)", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "Redirect to a URL presigned for storage.s3.public_endpoint (download_mode = redirect), for a GET that transfers bytes; HEAD, 304 and 416 are answered here"), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    operation_id = "download",
+    tag = "firmware",
+    security(("bearer" = [])),
+    extensions(("x-anonymous-when" = json!("auth.public_downloads"))),
+    params(("id" = uuid::Uuid, Path, description = "Release id"), DownloadHeaders),
+    responses(
+        (status = 200, description = "The image (with download_mode = accel, GET answers empty with X-Accel-Redirect and the nginx in front sends it)", content_type = "application/octet-stream", body = crate::openapi::Image),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = crate::openapi::Image),
+        (status = 302, description = "Redirect to a URL presigned for storage.s3.public_endpoint (download_mode = redirect), for a GET that transfers bytes; HEAD, 304 and 416 are answered here"),
+        (status = 304, description = "Not modified"),
+        BadInput,
+        NeedsToken,
+        NotFound,
+        (status = 416, description = "Range not satisfiable", body = ErrorBody),
+    )
+)]
+#[get("/v1/firmware/{id}/download")]
 pub async fn serve(
+    state: web::Data<AppState>,
+    caller: OptionalCaller,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    answer(state, caller, req, id).await
+}
+
+/// `GET` and `HEAD` alike: actix tells them apart, and only a `GET` gets the bytes.
+async fn answer(
     state: web::Data<AppState>,
     caller: OptionalCaller,
     req: HttpRequest,
@@ -110,12 +138,28 @@ fn image_headers(response: &mut HttpResponseBuilder, image: &Image, etag: Entity
 }
 
 /// `HEAD`: the same headers as `GET`, without opening the image.
-#[utoipa::path(head, path = "/v1/firmware/{id}/download", operation_id = "download_head", tag = "firmware", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("Range" = Option<String>, Header, description = "One range: bytes=a-b, a- or -n"), ("If-Range" = Option<String>, Header, description = "Resume only if the ETag still matches"), ("If-None-Match" = Option<String>, Header, description = "ETag the client has")), responses((status = 200, description = "The image", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 304, description = "Not modified"), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    operation_id = "download_head",
+    tag = "firmware",
+    security(("bearer" = [])),
+    extensions(("x-anonymous-when" = json!("auth.public_downloads"))),
+    params(("id" = uuid::Uuid, Path, description = "Release id"), DownloadHeaders),
+    responses(
+        (status = 200, description = "The image's headers", content_type = "application/octet-stream", body = crate::openapi::Image),
+        (status = 206, description = "The requested range's headers", content_type = "application/octet-stream", body = crate::openapi::Image),
+        (status = 304, description = "Not modified"),
+        BadInput,
+        NeedsToken,
+        NotFound,
+        (status = 416, description = "Range not satisfiable", body = ErrorBody),
+    )
+)]
+#[head("/v1/firmware/{id}/download")]
 pub async fn head(
     state: web::Data<AppState>,
     caller: OptionalCaller,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    serve(state, caller, req, id).await
+    answer(state, caller, req, id).await
 }

@@ -2,47 +2,53 @@
 //! manifests, trusted keys, image downloads and status reports.
 
 use actix_web::http::header::{self, EntityTag, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::{Caller, OptionalCaller};
-#[allow(unused_imports)]
 use crate::catalog::PublicRelease;
 use crate::domain::{Channel, DeviceId, HardwareId, Version};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{BadInput, Conflict, JsonBody, NeedsToken, NotFound};
+use crate::openapi::{ChannelName, DeviceName, HardwareName, SemVer};
 use crate::routes::download;
 use crate::routes::http::{if_none_match, parse_id};
-#[allow(unused_imports)]
-use crate::services::offers::CheckResponse;
-use crate::services::offers::{self, CheckRequest, PublicReleaseList};
-#[allow(unused_imports)]
-use crate::services::reports::ReportView;
-use crate::services::reports::{self, ReportRequest};
+use crate::routes::json::Json;
+use crate::services::offers::{self, CheckRequest, CheckResponse, PublicReleaseList};
+use crate::services::reports::{self, ReportRequest, ReportView};
 use crate::signing::KeyList;
-#[allow(unused_imports)]
 use crate::signing::ManifestEnvelope;
 use crate::state::AppState;
 
-pub fn mount(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/firmware/check").route(web::get().to(check)))
-        .service(web::resource("/v1/firmware/keys").route(web::get().to(keys)))
-        .service(web::resource("/v1/firmware").route(web::get().to(list)))
-        .service(web::resource("/v1/firmware/{id}").route(web::get().to(get_release)))
-        .service(web::resource("/v1/firmware/{id}/manifest").route(web::get().to(manifest)))
-        .service(
-            web::resource("/v1/firmware/{id}/download")
-                .route(web::get().to(download::serve))
-                .route(web::head().to(download::head)),
-        )
-        .service(web::resource("/v1/firmware/{id}/report").route(web::post().to(report)));
+/// `check` and `keys` before `{id}`, which would take them for release ids.
+pub fn mount(cfg: &mut ServiceConfig) {
+    cfg.service(check)
+        .service(keys)
+        .service(list)
+        .service(get_release)
+        .service(signed_manifest)
+        .service(download::serve)
+        .service(download::head)
+        .service(report);
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckQuery {
+    /// The device's hardware id.
+    #[param(required = true, value_type = HardwareName)]
     hardware: Option<String>,
+    /// The installed version.
+    #[param(required = true, value_type = SemVer)]
     version: Option<String>,
+    /// The device's stable id.
+    #[param(required = true, value_type = DeviceName)]
     device_id: Option<String>,
+    /// The device's channel; default: the most stable.
+    #[param(value_type = Option<ChannelName>, nullable = false)]
     channel: Option<String>,
 }
 
@@ -75,7 +81,23 @@ fn base_url(state: &AppState, req: &HttpRequest) -> String {
 }
 
 /// `GET /v1/firmware/check`: answered from the in-memory catalog, never the database.
-#[utoipa::path(get, path = "/v1/firmware/check", tag = "firmware", security(("bearer" = [])), params(("hardware" = String, Query, description = "Hardware id", example = "nw-s1"), ("version" = String, Query, description = "Installed version (semver)", example = "1.2.0"), ("device_id" = String, Query, description = "Stable device id", example = "watch-0001"), ("channel" = Option<String>, Query, description = "Default: the most stable channel", example = "beta")), responses((status = 200, description = "Install this now", body = CheckResponse, headers(("ETag" = String, description = "Weak validator of the offer"))), (status = 204, description = "Nothing to install"), (status = 304, description = "The offer named by If-None-Match still stands"), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 429, description = "This device checked again within firmware.min_check_interval_s", body = crate::error::ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until the device may check again")))))]
+#[utoipa::path(
+    tag = "firmware",
+    security(("bearer" = [])),
+    params(
+        CheckQuery,
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "The ETag of an offer"),
+    ),
+    responses(
+        (status = 200, description = "Install this now", body = CheckResponse, headers(("ETag" = String, description = "Weak validator of the offer"))),
+        (status = 204, description = "Nothing to install"),
+        (status = 304, description = "The offer named by If-None-Match still stands"),
+        BadInput,
+        NeedsToken,
+        (status = 429, description = "This device checked again within firmware.min_check_interval_s", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until the device may check again"))),
+    )
+)]
+#[get("/v1/firmware/check")]
 pub async fn check(
     state: web::Data<AppState>,
     caller: Caller,
@@ -109,15 +131,30 @@ pub async fn check(
         .json(body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Releases for this hardware id.
+    #[param(required = true, value_type = HardwareName)]
     hardware: Option<String>,
+    /// Default: the most stable channel.
+    #[param(value_type = Option<ChannelName>, nullable = false)]
     channel: Option<String>,
 }
 
 /// `GET /v1/firmware`: published releases visible on a channel, newest first (for changelogs).
-#[utoipa::path(get, path = "/v1/firmware", tag = "firmware", security(("bearer" = [])), params(("hardware" = String, Query, description = "Hardware id"), ("channel" = Option<String>, Query, description = "Default: the most stable channel")), responses((status = 200, description = "Published releases visible on the channel, newest first", body = PublicReleaseList), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "firmware",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Published releases visible on the channel, newest first", body = PublicReleaseList),
+        BadInput,
+        NeedsToken,
+    )
+)]
+#[get("/v1/firmware")]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -131,7 +168,18 @@ pub async fn list(
 }
 
 /// `GET /v1/firmware/{id}`: a published or revoked release's public metadata (drafts are 404).
-#[utoipa::path(get, path = "/v1/firmware/{id}", tag = "firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), responses((status = 200, description = "Public metadata", body = PublicRelease), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Release id")),
+    responses(
+        (status = 200, description = "Public metadata", body = PublicRelease),
+        BadInput,
+        NeedsToken,
+        NotFound,
+    )
+)]
+#[get("/v1/firmware/{id}")]
 pub async fn get_release(
     state: web::Data<AppState>,
     caller: Caller,
@@ -140,18 +188,35 @@ pub async fn get_release(
     Ok(HttpResponse::Ok().json(offers::public_release(&state, &caller, parse_id(&id)?).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestQuery {
+    /// Needed only when the release is built for several hardware ids.
+    #[param(value_type = Option<HardwareName>, nullable = false)]
     hardware: Option<String>,
+    /// Default: the most stable channel the release is on.
+    #[param(value_type = Option<ChannelName>, nullable = false)]
     channel: Option<String>,
 }
 
 /// `GET /v1/firmware/{id}/manifest?hardware=&channel=`: the signed manifest of an offered
 /// release. `hardware` may be left out when the release has one; `channel` defaults to the most
 /// stable one it is published on.
-#[utoipa::path(get, path = "/v1/firmware/{id}/manifest", tag = "firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id"), ("hardware" = Option<String>, Query, description = "Required when the release has several hardware ids"), ("channel" = Option<String>, Query, description = "Default: the most stable channel it is on")), responses((status = 200, description = "The signed manifest", body = ManifestEnvelope), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody)))]
-pub async fn manifest(
+#[utoipa::path(
+    operation_id = "manifest",
+    tag = "firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Release id"), ManifestQuery),
+    responses(
+        (status = 200, description = "The signed manifest", body = ManifestEnvelope),
+        BadInput,
+        NeedsToken,
+        NotFound,
+    )
+)]
+#[get("/v1/firmware/{id}/manifest")]
+pub async fn signed_manifest(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
@@ -171,7 +236,13 @@ pub async fn manifest(
 }
 
 /// `GET /v1/firmware/keys`: the public keys that verify manifests.
-#[utoipa::path(get, path = "/v1/firmware/keys", tag = "firmware", security((), ("bearer" = [])), responses((status = 200, description = "Keys that verify manifests", body = KeyList), (status = 401, description = "A token is needed unless auth.public_downloads", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "firmware",
+    security(("bearer" = [])),
+    extensions(("x-anonymous-when" = json!("auth.public_downloads"))),
+    responses((status = 200, description = "Keys that verify manifests", body = KeyList), NeedsToken)
+)]
+#[get("/v1/firmware/keys")]
 pub async fn keys(state: web::Data<AppState>, caller: OptionalCaller) -> Result<HttpResponse, ApiError> {
     if caller.0.is_none() && !state.settings.auth.public_downloads {
         return Err(crate::auth::AuthError::Missing.into());
@@ -184,13 +255,29 @@ pub async fn keys(state: web::Data<AppState>, caller: OptionalCaller) -> Result<
 }
 
 /// `POST /v1/firmware/{id}/report`.
-#[utoipa::path(post, path = "/v1/firmware/{id}/report", tag = "firmware", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Release id")), request_body = ReportRequest, responses((status = 200, description = "The device's latest status for this release", body = ReportView), (status = 400, description = "Bad input, naming the field", body = crate::error::ErrorBody), (status = 401, description = "No valid token", body = crate::error::ErrorBody), (status = 403, description = "This token may not report for this device (another account owns it, or the token's device claim does not name it)", body = crate::error::ErrorBody), (status = 404, description = "Not found", body = crate::error::ErrorBody), (status = 409, description = "Conflicts with the current state", body = crate::error::ErrorBody), (status = 429, description = "Too many reports from this account or for this device (limits.*)", body = crate::error::ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until the next report is accepted")))))]
+#[utoipa::path(
+    tag = "firmware",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Release id")),
+    request_body = ReportRequest,
+    responses(
+        (status = 200, description = "The device's latest status for this release", body = ReportView),
+        BadInput,
+        NeedsToken,
+        (status = 403, description = "This token may not report for this device (another account owns it, or the token's device claim does not name it)", body = ErrorBody),
+        NotFound,
+        Conflict,
+        JsonBody,
+        (status = 429, description = "Too many reports from this account or for this device (limits.*)", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until the next report is accepted"))),
+    )
+)]
+#[post("/v1/firmware/{id}/report")]
 #[tracing::instrument(skip_all, fields(firmware_id = %id))]
 pub async fn report(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<ReportRequest>,
+    body: Json<ReportRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let view = reports::submit(&state, &caller, parse_id(&id)?, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view))

@@ -14,20 +14,20 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::proxy::{Forwarder, UpstreamHealth};
 use crate::state::AppState;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// The longest `/readyz` waits for the upstream.
 pub const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub fn mount(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
-        .service(web::resource("/readyz").route(web::get().to(readyz)));
+pub fn mount(cfg: &mut ServiceConfig) {
+    cfg.service(healthz).service(readyz);
 }
 
 /// The body of a 200 from `/readyz`.
@@ -44,12 +44,23 @@ pub struct Readiness {
     pub upstream: Option<&'static str>,
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers", body = Object)))]
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "The process answers", body = Object))
+)]
+#[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Database and blob store answer; `upstream` says whether the proxied backend does (not a condition of readiness)", body = Readiness), (status = 503, description = "Not ready: the database or the blob store does not answer", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Database and blob store answer; `upstream` says whether the proxied backend does (not a condition of readiness)", body = Readiness),
+        (status = 503, description = "Not ready: the database or the blob store does not answer", body = ErrorBody),
+    )
+)]
+#[get("/readyz")]
 #[tracing::instrument(skip_all)]
 pub async fn readyz(
     state: web::Data<AppState>,

@@ -1,19 +1,29 @@
 //! `GET /metrics`: Prometheus text format, for anyone or only for scrapers that send
 //! `metrics.token` as a bearer token.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn mount(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
+pub fn mount(cfg: &mut ServiceConfig) {
+    cfg.service(metrics);
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics_token" = [])), responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "`metrics.token` is set and the request does not carry it as a bearer token", body = crate::error::ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer")))))]
+#[utoipa::path(
+    tag = "operations",
+    security(("metrics_token" = [])),
+    extensions(("x-anonymous-when" = json!("metrics.token"))),
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "`metrics.token` is set and the request does not carry it as a bearer token", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer"))),
+    )
+)]
+#[get("/metrics")]
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !may_read(state.settings.metrics.token.expose_secret(), &req) {
         return Err(ApiError::Unauthorized("metrics: the metrics token is required".into()));

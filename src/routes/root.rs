@@ -4,18 +4,18 @@
 //! `auth.public_downloads`.
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::OptionalCaller;
-use crate::error::ApiError;
-#[allow(unused_imports)] // named in the OpenAPI annotations
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{BadInput, NeedsToken};
 use crate::signing::RootEnvelope;
 use crate::state::AppState;
 
 /// Mounted before `/v1/firmware/{id}`, which would take `root` for a release id.
-pub fn mount(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/firmware/root").route(web::get().to(newest)))
-        .service(web::resource("/v1/firmware/root/{version}").route(web::get().to(version)));
+pub fn mount(cfg: &mut ServiceConfig) {
+    cfg.service(newest).service(version);
 }
 
 fn answer(
@@ -38,7 +38,16 @@ fn answer(
 }
 
 /// `GET /v1/firmware/root`: the newest root document.
-#[utoipa::path(get, path = "/v1/firmware/root", tag = "firmware", security((), ("bearer" = [])), responses((status = 200, description = "The newest signed root document: which keys sign manifests, which are retired or revoked, until when, and which root keys (and how many) must sign the next version", body = RootEnvelope), (status = 401, description = "A token is needed unless auth.public_downloads", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "firmware",
+    security(("bearer" = [])),
+    extensions(("x-anonymous-when" = json!("auth.public_downloads"))),
+    responses(
+        (status = 200, description = "The newest signed root document: which keys sign manifests, which are retired or revoked, until when, and which root keys (and how many) must sign the next version", body = RootEnvelope),
+        NeedsToken,
+    )
+)]
+#[get("/v1/firmware/root")]
 pub async fn newest(state: web::Data<AppState>, caller: OptionalCaller) -> Result<HttpResponse, ApiError> {
     let roots = &state.roots;
     let document = roots.document(roots.newest_version()).map(|d| d.to_string()).unwrap_or_default();
@@ -46,7 +55,19 @@ pub async fn newest(state: web::Data<AppState>, caller: OptionalCaller) -> Resul
 }
 
 /// `GET /v1/firmware/root/{version}`: one version, for a device walking from the one it holds.
-#[utoipa::path(get, path = "/v1/firmware/root/{version}", tag = "firmware", security((), ("bearer" = [])), params(("version" = u64, Path, description = "Root version, from 1", example = 2)), responses((status = 200, description = "That version of the signed root document", body = RootEnvelope), (status = 400, description = "The version is not a whole number from 1", body = crate::error::ErrorBody), (status = 401, description = "A token is needed unless auth.public_downloads", body = crate::error::ErrorBody), (status = 404, description = "No such version yet: the device has the newest", body = crate::error::ErrorBody)))]
+#[utoipa::path(
+    tag = "firmware",
+    security(("bearer" = [])),
+    extensions(("x-anonymous-when" = json!("auth.public_downloads"))),
+    params(("version" = u64, Path, minimum = 1, description = "Root version, from 1", example = 2)),
+    responses(
+        (status = 200, description = "That version of the signed root document", body = RootEnvelope),
+        BadInput,
+        NeedsToken,
+        (status = 404, description = "No such version yet: the device has the newest", body = ErrorBody),
+    )
+)]
+#[get("/v1/firmware/root/{version}")]
 pub async fn version(
     state: web::Data<AppState>,
     caller: OptionalCaller,

@@ -22,7 +22,7 @@ pub struct FloorView {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FloorRequest {
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::openapi::SemVer)]
     pub min_version: Version,
 }
 

@@ -113,11 +113,13 @@ pub async fn list(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleasePatch {
+    /// At most 64 KiB.
+    #[schema(max_length = 65536)]
     pub release_notes: Option<String>,
     pub mandatory: Option<bool>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "some_or_null")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::SemVer>)]
     pub min_from_version: Option<Option<Version>>,
 }
 
@@ -182,9 +184,16 @@ pub async fn delete_draft(state: &AppState, id: Uuid) -> Result<(), ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
+    #[schema(value_type = crate::openapi::ChannelName)]
     pub channel: String,
+    /// Strictly increasing percents, the last 100; default: everyone at once.
+    #[schema(min_items = 1, max_items = 100)]
     pub stages: Option<Vec<StageInput>>,
+    /// Default: `rollout.max_failure_rate`.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub max_failure_rate: Option<f64>,
+    /// Default: `rollout.min_reports`.
+    #[schema(maximum = 9_223_372_036_854_775_807_u64)]
     pub min_reports: Option<u64>,
 }
 
@@ -283,6 +292,8 @@ pub async fn publish(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
+    /// 1 to 1000 characters, not all blank.
+    #[schema(pattern = r"\S", max_length = 1000)]
     pub reason: String,
 }
 

@@ -51,7 +51,8 @@ pub struct RolloutView {
     /// What the list shows of it.
     #[serde(flatten)]
     pub rollout: RolloutSummary,
-    #[schema(value_type = Object)]
+    /// As published: `[{percent, min_duration_s}]`.
+    #[schema(value_type = Vec<crate::domain::rollout::StageInput>)]
     pub stages: Value,
     pub salt: String,
     pub max_failure_rate: f64,

@@ -20,18 +20,23 @@ use crate::storage::{ObjectKey, StagedBlob};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadMetadata {
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::openapi::SemVer)]
     pub version: Version,
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<crate::openapi::HardwareName>, min_items = 1, max_items = 64)]
     pub hardware: Vec<HardwareId>,
+    /// At most 64 KiB.
     #[serde(default)]
+    #[schema(max_length = 65536)]
     pub release_notes: String,
-    #[schema(value_type = Option<String>)]
+    /// Devices below it cannot install this release directly; below `version`.
+    #[schema(value_type = Option<crate::openapi::SemVer>)]
     pub min_from_version: Option<Version>,
     #[serde(default)]
     pub mandatory: bool,
-    #[schema(value_type = Option<String>)]
+    /// The upload is refused unless the image has this SHA-256.
+    #[schema(value_type = Option<crate::openapi::Sha256Hex>)]
     pub expected_sha256: Option<Sha256Digest>,
+    /// Base64 release signature (`nowatch-ota sign`), checked against the release keys.
     pub release_signature: Option<String>,
 }
 

@@ -19,6 +19,8 @@ use actix_web::{Error, HttpMessage};
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -46,13 +48,49 @@ pub fn init(settings: &LogSettings) -> std::io::Result<FlushGuard> {
         .with_writer(writer.clone());
     let json = matches!(settings.format, LogFormat::Json);
     let installed = match json {
-        true => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        false => builder.compact().try_init(),
+        true => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .finish()
+            .with(ClientParseErrors)
+            .try_init(),
+        false => builder.compact().finish().with(ClientParseErrors).try_init(),
     };
     if installed.is_ok() && !ansi {
         access_line::install(writer, json);
     }
     Ok(guard)
+}
+
+/// Drops actix-http's ERROR "stream error: request parse error: ..." (a NUL byte in a header, a
+/// request line that is not HTTP): the client's mistake, answered 400 by the HTTP parser before
+/// the request reaches the service, so nothing this service did wrong, and no ERROR to page
+/// anyone for. actix-http logs the other connection errors at their own call sites.
+struct ClientParseErrors;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientParseErrors {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        let metadata = event.metadata();
+        if *metadata.level() != tracing::Level::ERROR || !metadata.target().starts_with("actix_http::") {
+            return true;
+        }
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}").starts_with("stream error: request parse error");
+                }
+            }
+        }
+        let mut parse_error = Message(false);
+        event.record(&mut parse_error);
+        !parse_error.0
+    }
 }
 
 /// `text` for a log field: as it is, but for backslashes, quotes, controls and other unprintable

@@ -97,7 +97,7 @@ async fn get_patch_and_delete_a_draft() {
     assert_eq!(cleared["release_notes"], "Fixes", "fields not sent are kept");
 
     for (body, field) in
-        [(json!({"min_from_version": "1.2.0"}), "min_from_version"), (json!({"version": "2.0.0"}), "body")]
+        [(json!({"min_from_version": "1.2.0"}), "min_from_version"), (json!({"version": "2.0.0"}), "version")]
     {
         let response = app.client.patch(app.url(&path)).bearer_auth(&token).json(&body).send().await.unwrap();
         let error = assert_error_shape(response, 400, &path).await;

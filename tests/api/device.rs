@@ -511,7 +511,7 @@ async fn reports_are_idempotent_move_forward_and_update_the_device() {
 
     for (body, field) in [
         (json!({"device_id": "watch-9", "status": "rebooting"}), "status"),
-        (json!({"device_id": "watch 9", "status": "installed"}), "body"),
+        (json!({"device_id": "watch 9", "status": "installed"}), "device_id"),
         (json!({"device_id": "watch-9", "status": "installed", "error": "x"}), "error"),
         (json!({"device_id": "watch-9", "status": "installed", "hardware": "nw-s2"}), "hardware"),
         (json!({"device_id": "watch-9"}), "body"),

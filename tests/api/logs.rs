@@ -149,3 +149,24 @@ async fn client_text_in_the_pretty_log_is_escaped_and_cannot_forge_a_line() {
         assert!(!line.starts_with(forged), "a client wrote a line of its own: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_request_the_http_parser_refuses_is_answered_400_and_not_logged_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&dir).await;
+    env.insert("NOWATCH_OTA__LOG__LEVEL".into(), "info".into());
+    let service = Running::start(&env);
+    for raw in [
+        &b"GET /healthz HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\x00b\"\r\n\r\n"[..],
+        &b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Odd: \x7f\r\n\r\n"[..],
+    ] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", service.port)).unwrap();
+        stream.write_all(raw).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 400 "), "{}", String::from_utf8_lossy(&answer));
+    }
+    let logged = service.stop();
+    let text = String::from_utf8_lossy(&logged);
+    assert!(!text.contains("ERROR"), "a client's malformed request was logged as an error: {text}");
+}

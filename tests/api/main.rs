@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod config;
+mod contract;
 mod device;
 mod device_trust;
 mod edge;

@@ -12,8 +12,12 @@ pub const FULL_BASIS_POINTS: u32 = 10_000;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageInput {
+    /// At most 100; stored in basis points, so at least 0.005 (which rounds to 0.01).
+    #[schema(minimum = 0.005, maximum = 100.0)]
     pub percent: f64,
+    /// At most a year.
     #[serde(default)]
+    #[schema(maximum = 31_622_400)]
     pub min_duration_s: u64,
 }
 

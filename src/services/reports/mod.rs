@@ -31,16 +31,20 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportRequest {
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::openapi::DeviceName)]
     pub device_id: DeviceId,
+    #[schema(value_type = crate::domain::ReportStatus)]
     pub status: String,
+    /// What went wrong; only with status `failed`.
+    #[schema(max_length = 2000)]
     pub error: Option<String>,
-    #[schema(value_type = Option<String>)]
+    /// The version the device updated from.
+    #[schema(value_type = Option<crate::openapi::SemVer>)]
     pub from_version: Option<Version>,
     /// Needed only when the release is built for several hardware ids.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::HardwareName>)]
     pub hardware: Option<HardwareId>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::ChannelName>)]
     pub channel: Option<Channel>,
 }
 
