@@ -86,6 +86,42 @@ impl Client {
 
     /// Uploads the image, then publishes it; returns `{release, rollout}`.
     pub async fn publish(&self, args: &PublishArgs<'_>) -> Result<Value, ClientError> {
+        let release = self.upload(args).await?;
+        let id =
+            release["id"].as_str().ok_or_else(|| ClientError::Server("the upload answered no id".into()))?;
+        let mut publish = json!({"channel": args.channel});
+        if !args.stages.is_empty() {
+            let last = args.stages.len() - 1;
+            publish["stages"] = args
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, p)| json!({"percent": p, "min_duration_s": if i == last { 0 } else { args.stage_duration_s }}))
+                .collect();
+        }
+        let response = self
+            .http
+            .post(format!("{}/v1/admin/firmware/{id}/publish", self.server))
+            .bearer_auth(&self.token)
+            .json(&publish)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        let rollout = Self::answer(response).await?;
+        // The release as the publish left it (published, on its channel), not the upload's draft.
+        let response = self
+            .http
+            .get(format!("{}/v1/admin/firmware/{id}", self.server))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(Self::network)?;
+        let release = Self::answer(response).await?;
+        Ok(json!({"release": release, "rollout": rollout}))
+    }
+
+    /// Uploads the image, streamed, with a progress bar on a terminal; the new draft.
+    async fn upload(&self, args: &PublishArgs<'_>) -> Result<Value, ClientError> {
         let file = tokio::fs::File::open(args.file)
             .await
             .map_err(|e| ClientError::Local(format!("--file {}: {e}", args.file.display())))?;
@@ -122,39 +158,7 @@ impl Client {
             progress.abort();
             eprintln!();
         }
-        let release = Self::answer(response.map_err(Self::network)?).await?;
-        let id =
-            release["id"].as_str().ok_or_else(|| ClientError::Server("the upload answered no id".into()))?;
-
-        let mut publish = json!({"channel": args.channel});
-        if !args.stages.is_empty() {
-            let last = args.stages.len() - 1;
-            publish["stages"] = args
-                .stages
-                .iter()
-                .enumerate()
-                .map(|(i, p)| json!({"percent": p, "min_duration_s": if i == last { 0 } else { args.stage_duration_s }}))
-                .collect();
-        }
-        let response = self
-            .http
-            .post(format!("{}/v1/admin/firmware/{id}/publish", self.server))
-            .bearer_auth(&self.token)
-            .json(&publish)
-            .send()
-            .await
-            .map_err(Self::network)?;
-        let rollout = Self::answer(response).await?;
-        // The release as the publish left it (published, on its channel), not the upload's draft.
-        let response = self
-            .http
-            .get(format!("{}/v1/admin/firmware/{id}", self.server))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(Self::network)?;
-        let release = Self::answer(response).await?;
-        Ok(json!({"release": release, "rollout": rollout}))
+        Self::answer(response.map_err(Self::network)?).await
     }
 
     /// The signed root document of `version` (`GET /v1/firmware/root/{version}`), or the newest

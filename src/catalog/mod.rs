@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -24,12 +24,15 @@ use crate::db::entities::{firmware, firmware_hardware, hardware_floor, rollout};
 use crate::domain::rollout::RolloutState;
 use crate::domain::selection::{Candidate, RolloutGate};
 use crate::domain::{FirmwareState, Version};
-use crate::signing::{MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSigner, SPEC_VERSION};
+use crate::signing::{ManifestBody, ManifestSigner};
 use crate::storage::ObjectKey;
 
 mod cut_offs;
+mod manifests;
 
 pub use cut_offs::CutOffs;
+pub use manifests::SignedManifest;
+use manifests::{manifest_body, manifest_ttl, reuse_or_sign};
 
 /// A release's public metadata, as devices and the app see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -64,15 +67,6 @@ impl PublicRelease {
             published_at: row.published_at,
         }
     }
-}
-
-/// A manifest, signed, with its JSON ready to send.
-#[derive(Debug)]
-pub struct SignedManifest {
-    pub json: Box<RawValue>,
-    /// Identifies this exact signed document (for ETags).
-    pub tag: String,
-    pub expires_at: DateTime<Utc>,
 }
 
 /// A release that can be offered.
@@ -141,32 +135,7 @@ impl Catalog {
         settings: &Settings,
     ) -> anyhow::Result<()> {
         let mut signed = self.signed.lock().await;
-        let rows = firmware::Entity::find()
-            .filter(firmware::Column::State.eq(FirmwareState::Published))
-            .all(db)
-            .await?;
-        let published: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
-        let mut hardware: HashMap<Uuid, Vec<String>> = HashMap::new();
-        for link in firmware_hardware::Entity::find().all(db).await? {
-            if published.contains(&link.firmware_id) {
-                hardware.entry(link.firmware_id).or_default().push(link.hardware);
-            }
-        }
-        let mut rollouts: HashMap<Uuid, Vec<rollout::Model>> = HashMap::new();
-        for r in
-            rollout::Entity::find().filter(rollout::Column::State.ne(RolloutState::Aborted)).all(db).await?
-        {
-            if published.contains(&r.firmware_id) {
-                rollouts.entry(r.firmware_id).or_default().push(r);
-            }
-        }
-        let mut floors = HashMap::new();
-        for floor in hardware_floor::Entity::find().all(db).await? {
-            if let Ok(version) = Version::parse(&floor.min_version) {
-                floors.insert(floor.hardware, version);
-            }
-        }
-
+        let Published { rows, mut hardware, mut rollouts, floors } = Published::read(db).await?;
         let now = Utc::now();
         let ttl = manifest_ttl(settings);
         let mut kept = HashMap::new();
@@ -266,10 +235,6 @@ impl Catalog {
     }
 }
 
-fn manifest_ttl(settings: &Settings) -> Duration {
-    Duration::seconds(i64::try_from(settings.signing.manifest_ttl_s).unwrap_or(i64::MAX / 2))
-}
-
 fn build_offered(
     row: firmware::Model,
     hardware: Vec<String>,
@@ -304,24 +269,7 @@ fn build_offered(
     let mut manifests = HashMap::new();
     for h in &hardware {
         for &rank in &channel_ranks {
-            let body = ManifestBody {
-                kind: MANIFEST_TYPE.into(),
-                spec_version: SPEC_VERSION.into(),
-                firmware_id: row.id.to_string(),
-                version: row.version.clone(),
-                // Only the hardware this manifest was issued for: its floor is this one's, so a
-                // device of another hardware must not accept it.
-                hardware: vec![h.clone()],
-                channel: channels[rank].clone(),
-                size: u64::try_from(row.size)?,
-                sha256: row.sha256.clone(),
-                min_version: floors.get(h).map(|f| f.to_string()),
-                min_from_version: row.min_from_version.clone(),
-                mandatory: row.mandatory,
-                issued_at: String::new(),
-                expires_at: String::new(),
-                release_signature: row.release_signature.clone(),
-            };
+            let body = manifest_body(&row, h, &channels[rank], floors.get(h))?;
             manifests.insert((h.clone(), rank), manifest_for(&body)?);
         }
     }
@@ -342,39 +290,42 @@ fn build_offered(
     }))
 }
 
-/// The signed manifest for `body` from `signed` while more than half its lifetime is left,
-/// else signed anew; with its cache key.
-fn reuse_or_sign(
-    signed: &HashMap<String, Arc<SignedManifest>>,
-    body: &ManifestBody,
-    signer: &ManifestSigner,
-    now: DateTime<Utc>,
-    ttl: Duration,
-) -> anyhow::Result<(String, Arc<SignedManifest>)> {
-    let key = manifest_cache_key(body);
-    let manifest = match signed.get(&key).filter(|m| m.expires_at - now > ttl / 2) {
-        Some(m) => m.clone(),
-        None => Arc::new(sign(body.clone(), signer, now, ttl)?),
-    };
-    Ok((key, manifest))
+/// Everything published, as the database holds it now.
+struct Published {
+    rows: Vec<firmware::Model>,
+    hardware: HashMap<Uuid, Vec<String>>,
+    /// Those not aborted.
+    rollouts: HashMap<Uuid, Vec<rollout::Model>>,
+    floors: HashMap<String, Version>,
 }
 
-/// What a manifest says, without its timestamps: equal keys can share one signature.
-fn manifest_cache_key(body: &ManifestBody) -> String {
-    serde_json::to_string(body).unwrap_or_default()
-}
-
-fn sign(
-    mut body: ManifestBody,
-    signer: &ManifestSigner,
-    now: DateTime<Utc>,
-    ttl: Duration,
-) -> anyhow::Result<SignedManifest> {
-    let format = "%Y-%m-%dT%H:%M:%SZ";
-    body.issued_at = now.format(format).to_string();
-    let expires_at = now + ttl;
-    body.expires_at = expires_at.format(format).to_string();
-    let envelope = ManifestEnvelope::sign(&body, signer)?;
-    let tag = envelope.signatures.first().map(|s| s.sig.chars().take(22).collect()).unwrap_or_default();
-    Ok(SignedManifest { json: serde_json::value::to_raw_value(&envelope)?, tag, expires_at })
+impl Published {
+    async fn read(db: &DatabaseConnection) -> anyhow::Result<Self> {
+        let rows = firmware::Entity::find()
+            .filter(firmware::Column::State.eq(FirmwareState::Published))
+            .all(db)
+            .await?;
+        let published: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut hardware: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for link in firmware_hardware::Entity::find().all(db).await? {
+            if published.contains(&link.firmware_id) {
+                hardware.entry(link.firmware_id).or_default().push(link.hardware);
+            }
+        }
+        let mut rollouts: HashMap<Uuid, Vec<rollout::Model>> = HashMap::new();
+        let live =
+            rollout::Entity::find().filter(rollout::Column::State.ne(RolloutState::Aborted)).all(db).await?;
+        for r in live {
+            if published.contains(&r.firmware_id) {
+                rollouts.entry(r.firmware_id).or_default().push(r);
+            }
+        }
+        let mut floors = HashMap::new();
+        for floor in hardware_floor::Entity::find().all(db).await? {
+            if let Ok(version) = Version::parse(&floor.min_version) {
+                floors.insert(floor.hardware, version);
+            }
+        }
+        Ok(Self { rows, hardware, rollouts, floors })
+    }
 }

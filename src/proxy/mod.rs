@@ -6,8 +6,10 @@
 //! The proxy never touches the database. Each actix worker owns one [`Forwarder`] and with it one
 //! `awc::Client` (which is `!Send`), so upstream connections are pooled per worker.
 
+mod answer;
 mod body;
 mod headers;
+mod outcome;
 mod path;
 
 use std::net::IpAddr;
@@ -17,13 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BodyStream, SizedStream};
+use actix_web::http::Uri;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::uri::{self, Authority, PathAndQuery, Scheme};
-use actix_web::http::{StatusCode, Uri};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use awc::error::{ConnectError, SendRequestError};
 
-use self::body::{BodyFailure, Progress, RequestBody, ResponseBody};
+use self::answer::{
+    bad_gateway, classify, declared_length, gateway_timeout, pass_back, small_body, stream_back, too_large,
+};
+use self::body::{Progress, RequestBody};
+pub use self::outcome::{Outcome, ProxyMetrics, UpstreamHealth};
 use self::path::Prefixes;
 use crate::config::ProxySettings;
 use crate::error::ApiError;
@@ -50,85 +56,6 @@ fn forwarded_method(method: &actix_web::http::Method) -> bool {
     use actix_web::http::Method;
     [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS]
         .contains(method)
-}
-
-/// What became of a proxied request, for the metrics hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The upstream answered with this status (its body may still be streaming).
-    Answered(StatusCode),
-    /// No `proxy.upstream` is configured: 503.
-    NoUpstream,
-    /// The request body was over `proxy.max_body_bytes`: 413.
-    TooLarge,
-    /// The client's request body broke off or stalled: 400 or 408.
-    ClientFailed,
-    /// The upstream could not be reached or answered garbage: 502.
-    Unreachable,
-    /// The upstream did not answer within the timeout: 504.
-    TimedOut,
-    /// The upstream's response body broke off or stalled after the head was sent.
-    BodyFailed,
-}
-
-/// What a readiness probe learnt about the upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamHealth {
-    /// It answered (with any status).
-    Ok,
-    /// The connection failed: refused, reset, TLS, or not HTTP.
-    Unreachable,
-    /// No answer within the probe's time limit: down behind a firewall, or hanging.
-    Timeout,
-}
-
-impl UpstreamHealth {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Unreachable => "unreachable",
-            Self::Timeout => "timeout",
-        }
-    }
-}
-
-/// The proxy's share of `/metrics`: requests by tag (the prefix's last segment: `measurement`,
-/// `auth`, ...) and status, and upstream failures by tag and kind.
-#[derive(Clone)]
-pub struct ProxyMetrics {
-    requests: prometheus::IntCounterVec,
-    upstream_errors: prometheus::IntCounterVec,
-}
-
-impl ProxyMetrics {
-    pub fn new(metrics: &crate::metrics::Metrics) -> Self {
-        Self {
-            requests: metrics.proxy_requests.clone(),
-            upstream_errors: metrics.proxy_upstream_errors.clone(),
-        }
-    }
-
-    /// Called once for every proxied request, and again if its response body fails.
-    pub fn record(&self, tag: &str, outcome: Outcome) {
-        let status = match outcome {
-            Outcome::Answered(status) => status.as_u16(),
-            Outcome::NoUpstream => 503,
-            Outcome::TooLarge => 413,
-            Outcome::ClientFailed => 400,
-            Outcome::Unreachable => 502,
-            Outcome::TimedOut => 504,
-            Outcome::BodyFailed => {
-                self.upstream_errors.with_label_values(&[tag, "body_failed"]).inc();
-                return;
-            }
-        };
-        match outcome {
-            Outcome::Unreachable => self.upstream_errors.with_label_values(&[tag, "unreachable"]).inc(),
-            Outcome::TimedOut => self.upstream_errors.with_label_values(&[tag, "timeout"]).inc(),
-            _ => {}
-        }
-        self.requests.with_label_values(&[tag, &status.to_string()]).inc();
-    }
 }
 
 /// The proxy's settings, resolved once and shared by every worker.
@@ -320,11 +247,45 @@ impl Forwarder {
             }
             None => request.send(),
         };
+        let timeout = self.proxy.timeout;
+        let answer = match self.await_head(send, &progress).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                let (outcome, error) = classify(&e, progress.failure(), limit);
+                return Err(failed(outcome, error, &e));
+            }
+            Err((outcome, error, detail)) => return Err(failed(outcome, error, &detail)),
+        };
+        self.proxy.metrics.record(tag, Outcome::Answered(answer.status()));
+        let Some(length) = small_body(&answer, req.method()) else {
+            return Ok(stream_back(&req, answer, timeout, tag, request_id, self.proxy.metrics.clone()));
+        };
+        let mut answer = answer;
+        match tokio::time::timeout(timeout, answer.body().limit(length)).await {
+            Ok(Ok(body)) if body.len() == length => Ok(pass_back(&req, &answer).body(body)),
+            // awc ends a body at the connection's close even when it is short.
+            Ok(Ok(body)) => {
+                let detail = format!("body: {} of {length} bytes, then the connection closed", body.len());
+                Err(failed(Outcome::BodyFailed, bad_gateway(), &detail))
+            }
+            Ok(Err(e)) => Err(failed(Outcome::BodyFailed, bad_gateway(), &e)),
+            Err(_) => Err(failed(Outcome::BodyFailed, gateway_timeout(), &"body: idle timeout")),
+        }
+    }
+
+    /// Waits for the upstream's head: `proxy.timeout_s` without progress, counted again while
+    /// the request body still moves. A stall is the client's (408) if we wait on its body, else
+    /// the upstream's (504).
+    async fn await_head(
+        &self,
+        send: impl Future<Output = Result<awc::ClientResponse, SendRequestError>>,
+        progress: &Progress,
+    ) -> Result<Result<awc::ClientResponse, SendRequestError>, (Outcome, ApiError, &'static str)> {
         let mut send = pin!(send);
         let timeout = self.proxy.timeout;
-        let sent = loop {
+        loop {
             match tokio::time::timeout_at(progress.last() + timeout, send.as_mut()).await {
-                Ok(result) => break result,
+                Ok(result) => return Ok(result),
                 // Body bytes moved since the deadline was set: wait a full timeout again.
                 Err(_) if progress.last() + timeout > tokio::time::Instant::now() => continue,
                 Err(_) if progress.waiting_on_client() => {
@@ -332,35 +293,11 @@ impl Forwarder {
                         "body: nothing received for {} s",
                         timeout.as_secs()
                     ));
-                    return Err(failed(Outcome::ClientFailed, error, &"the client stopped sending its body"));
+                    return Err((Outcome::ClientFailed, error, "the client stopped sending its body"));
                 }
                 Err(_) => {
-                    let detail = "no answer within proxy.timeout_s";
-                    return Err(failed(Outcome::TimedOut, gateway_timeout(), &detail));
+                    return Err((Outcome::TimedOut, gateway_timeout(), "no answer within proxy.timeout_s"));
                 }
-            }
-        };
-        match sent {
-            Ok(mut answer) => {
-                self.proxy.metrics.record(tag, Outcome::Answered(answer.status()));
-                if let Some(length) = small_body(&answer, req.method()) {
-                    return match tokio::time::timeout(timeout, answer.body().limit(length)).await {
-                        Ok(Ok(body)) if body.len() == length => Ok(pass_back(&req, &answer).body(body)),
-                        // awc ends a body at the connection's close even when it is short.
-                        Ok(Ok(body)) => {
-                            let detail =
-                                format!("body: {} of {length} bytes, then the connection closed", body.len());
-                            Err(failed(Outcome::BodyFailed, bad_gateway(), &detail))
-                        }
-                        Ok(Err(e)) => Err(failed(Outcome::BodyFailed, bad_gateway(), &e)),
-                        Err(_) => Err(failed(Outcome::BodyFailed, gateway_timeout(), &"body: idle timeout")),
-                    };
-                }
-                Ok(stream_back(&req, answer, timeout, tag, request_id, self.proxy.metrics.clone()))
-            }
-            Err(e) => {
-                let (outcome, error) = classify(&e, progress.failure(), limit);
-                Err(failed(outcome, error, &e))
             }
         }
     }
@@ -405,104 +342,4 @@ impl Forwarder {
         }
         Ok(request)
     }
-}
-
-/// Upstream bodies up to this size are read whole before the answer starts (as nginx's
-/// `proxy_buffering` does): the head and body leave in one write without a stream and its idle
-/// timer per request, and a body that breaks off is still a clean 502. Larger ones stream.
-const BUFFERED_BODY_BYTES: u64 = 64 * 1024;
-
-/// The announced length of a body small enough to read whole; `None` for anything that must
-/// stream, and for HEAD, whose answer announces a length it does not send.
-fn small_body(answer: &awc::ClientResponse, method: &actix_web::http::Method) -> Option<usize> {
-    if method == actix_web::http::Method::HEAD || bodiless(answer.status()) {
-        return None;
-    }
-    content_length(answer).filter(|&length| length <= BUFFERED_BODY_BYTES).map(|length| length as usize)
-}
-
-/// Statuses whose answers never carry a body (RFC 9110 §6.4.1).
-fn bodiless(status: StatusCode) -> bool {
-    status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
-}
-
-fn content_length(answer: &awc::ClientResponse) -> Option<u64> {
-    answer
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-}
-
-/// Our response's head: the upstream's status and end-to-end headers, less those a server in
-/// front would obey (the backend may not make nginx serve a blob); the request is marked
-/// [`PassThrough`].
-fn pass_back(req: &HttpRequest, answer: &awc::ClientResponse) -> actix_web::HttpResponseBuilder {
-    req.extensions_mut().insert(PassThrough);
-    let mut response = HttpResponse::build(answer.status());
-    for (name, value) in headers::end_to_end(answer.headers(), &[]) {
-        if !headers::steers_a_front_server(name) {
-            response.append_header((name.clone(), value.clone()));
-        }
-    }
-    response
-}
-
-/// The upstream's status, end-to-end headers and streamed body, as our response.
-fn stream_back(
-    req: &HttpRequest,
-    mut answer: awc::ClientResponse,
-    idle: Duration,
-    tag: &str,
-    request_id: String,
-    metrics: ProxyMetrics,
-) -> HttpResponse {
-    let status = answer.status();
-    let mut response = pass_back(req, &answer);
-    let length = content_length(&answer);
-    let body = ResponseBody::new(answer.take_payload(), idle, tag.to_owned(), request_id, metrics);
-    if bodiless(status) {
-        response.finish()
-    } else if let Some(length) = length {
-        // Also right for HEAD: the length is announced and no body is sent.
-        response.body(SizedStream::new(length, body))
-    } else {
-        response.body(BodyStream::new(body))
-    }
-}
-
-/// What a failed exchange means for the client: a body problem is the client's, a connect or
-/// protocol failure is 502, an awc-level timeout (connecting) is 504.
-fn classify(error: &SendRequestError, body: Option<BodyFailure>, limit: u64) -> (Outcome, ApiError) {
-    match (body, error) {
-        (Some(BodyFailure::TooLarge), _) => (Outcome::TooLarge, too_large(limit)),
-        (Some(BodyFailure::Client), _) => {
-            (Outcome::ClientFailed, ApiError::bad_request("body: the request body broke off"))
-        }
-        (None, SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout)) => {
-            (Outcome::TimedOut, gateway_timeout())
-        }
-        (None, _) => (Outcome::Unreachable, ApiError::BadGateway("the backend could not be reached".into())),
-    }
-}
-
-/// The request's `Content-Length`, if it has one; a malformed one is 400.
-fn declared_length(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()))
-        .map(|parsed| parsed.ok_or_else(|| ApiError::field("Content-Length", "not a number")))
-        .transpose()
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::PayloadTooLarge(format!("body: larger than the limit of {limit} bytes"))
-}
-
-fn bad_gateway() -> ApiError {
-    ApiError::BadGateway("the backend's answer broke off".into())
-}
-
-fn gateway_timeout() -> ApiError {
-    ApiError::GatewayTimeout("the backend did not answer in time".into())
 }

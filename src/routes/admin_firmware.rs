@@ -1,11 +1,7 @@
 //! `admin-firmware`: upload, list, read, edit, delete, publish and revoke releases.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-use actix_multipart::{Field, Multipart};
+use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use futures_util::TryStreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -17,12 +13,12 @@ use crate::error::ErrorBody;
 use crate::openapi::{BadInput, Conflict, HardwareName, JsonBody, NeedsAdmin, NotFound};
 use crate::routes::http::parse_id;
 use crate::routes::json::Json;
+use crate::routes::upload_form::{UploadParts, refuse_announced_oversize};
 use crate::services::releases::{self, PublishRequest, ReleasePatch, RevokeRequest};
 use crate::services::releases::{ReleasePage, ReleaseView};
 use crate::services::rollouts::RolloutView;
 use crate::services::upload::{self, UploadMetadata, UploadOutcome};
 use crate::state::AppState;
-use crate::storage::IdleTimeout;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 /// The upload's multipart body, as the OpenAPI document describes it: the parts in this order.
@@ -44,45 +40,6 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(delete_release)
         .service(publish_release)
         .service(revoke_release);
-}
-
-/// Largest `metadata` part accepted.
-const MAX_METADATA_BYTES: usize = 128 * 1024;
-
-/// Room in an upload's `Content-Length` for what is not the image: the metadata part and the
-/// multipart framing (boundaries, part headers).
-const MULTIPART_ALLOWANCE: u64 = MAX_METADATA_BYTES as u64 + 64 * 1024;
-
-/// A body that announces more than the image limit plus [`MULTIPART_ALLOWANCE`] is 413 before a
-/// byte of it is read; one that announces nothing (chunked) is held to the limit as it streams.
-fn refuse_announced_oversize(req: &HttpRequest, max_upload_bytes: u64) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(actix_web::http::header::CONTENT_LENGTH) else {
-        return Ok(());
-    };
-    let length: u64 = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| ApiError::field("Content-Length", "not a number"))?;
-    if length > max_upload_bytes.saturating_add(MULTIPART_ALLOWANCE) {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "file: the body announces {length} bytes, more than firmware.max_upload_bytes ({max_upload_bytes}) allows"
-        )));
-    }
-    Ok(())
-}
-
-/// The next part, if it starts within `idle`.
-async fn next_part(multipart: &mut Multipart, idle: Duration) -> Result<Option<Field>, ApiError> {
-    tokio::time::timeout(idle, multipart.try_next())
-        .await
-        .map_err(|_| stalled(idle))?
-        .map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))
-}
-
-/// The 408 of an upload whose body stopped for `firmware.upload_idle_timeout_s`.
-fn stalled(idle: Duration) -> ApiError {
-    ApiError::RequestTimeout(format!("body: nothing received for {} s", idle.as_secs()))
 }
 
 #[utoipa::path(
@@ -109,58 +66,17 @@ pub async fn upload_release(
     state: web::Data<AppState>,
     admin: AdminUser,
     req: HttpRequest,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> Result<HttpResponse, ApiError> {
-    refuse_announced_oversize(&req, state.settings.firmware.max_upload_bytes)?;
+    let limit = state.settings.firmware.max_upload_bytes;
+    refuse_announced_oversize(&req, limit)?;
     // Every read of the body waits at most this long for bytes; a stalled upload is a 408 and
     // leaves nothing behind (its staging object is deleted, its multipart upload aborted).
-    let idle = Duration::from_secs(state.settings.firmware.upload_idle_timeout_s);
-    let mut metadata = match next_part(&mut multipart, idle).await? {
-        Some(mut field) if field.name() == Some("metadata") => {
-            let bytes = tokio::time::timeout(idle, field.bytes(MAX_METADATA_BYTES))
-                .await
-                .map_err(|_| stalled(idle))?
-                .map_err(|_| {
-                    ApiError::field("metadata", format!("must be at most {MAX_METADATA_BYTES} bytes"))
-                })?
-                .map_err(|e| ApiError::bad_request(format!("body: malformed multipart: {e}")))?;
-            crate::routes::json::parse_part::<UploadMetadata>(&bytes, "metadata")?
-        }
-        Some(field) if field.name() == Some("file") => {
-            return Err(ApiError::bad_request("file: arrived before metadata; send the metadata part first"));
-        }
-        Some(field) => {
-            return Err(ApiError::bad_request(format!(
-                "body: unexpected part {:?}; expected \"metadata\" then \"file\"",
-                field.name().unwrap_or_default()
-            )));
-        }
-        None => return Err(ApiError::bad_request("metadata: missing part")),
-    };
+    let mut form = UploadParts::new(multipart, state.settings.firmware.upload_idle_timeout_s);
+    let mut metadata = form.metadata().await?;
     upload::check_metadata(&state, &mut metadata)?;
-
-    let file = match next_part(&mut multipart, idle).await? {
-        Some(field) if field.name() == Some("file") => field,
-        Some(field) => {
-            return Err(ApiError::bad_request(format!(
-                "body: unexpected part {:?}; expected \"file\"",
-                field.name().unwrap_or_default()
-            )));
-        }
-        None => return Err(ApiError::bad_request("file: missing part")),
-    };
-    let file = IdleTimeout::new(file, idle);
-    let file_stalled = file.stalled();
-    let staged = match state.store.put_staging(file, state.settings.firmware.max_upload_bytes).await {
-        Err(_) if file_stalled.load(Ordering::Relaxed) => return Err(stalled(idle)),
-        staged => staged?,
-    };
+    let staged = form.file_into(&state.store, limit).await?;
     state.metrics.upload_bytes.inc_by(staged.size);
-    if let Some(extra) = next_part(&mut multipart, idle).await.transpose() {
-        state.store.delete(&staged.key).await.ok();
-        let name = extra.ok().and_then(|f| f.name().map(str::to_owned)).unwrap_or_default();
-        return Err(ApiError::bad_request(format!("body: unexpected part {name:?} after file")));
-    }
     let (outcome, release) = upload::commit(&state, metadata, staged, &admin.0.sub).await?;
     tracing::info!(firmware_id = %release.release.id, version = %release.release.version, ?outcome, "upload");
     Ok(match outcome {

@@ -75,22 +75,12 @@ async fn answer(
             .insert_header((header::CACHE_CONTROL, image.cache_control()))
             .finish());
     }
-    let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
-    // If-Range: resume only if the image is still the one the client started (strong match).
-    let if_range = if_range(&req, &etag);
-    let range = match if_range {
-        Some(false) => RangeRequest::Whole,
-        _ => RangeRequest::parse(range_header, image.size),
-    };
-    let (status, part) = match range {
-        RangeRequest::Whole => (StatusCode::OK, None),
-        RangeRequest::Part { start, end } => (StatusCode::PARTIAL_CONTENT, Some(ByteRange { start, end })),
-        RangeRequest::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable(image.size)),
-    };
+    let wanted = Wanted::of(&req, &etag, image.size)?;
+    let (status, part) = (wanted.status, wanted.part);
     let mode = state.settings.firmware.download_mode;
     if mode == DownloadMode::Redirect
         && req.method() == Method::GET
-        && s3_answers_alike(range_header, if_range, image.size)
+        && s3_answers_alike(wanted.range_header, wanted.if_range, image.size)
     {
         // Only now, with the bytes to send: HEAD, 304 and 416 were answered above, here.
         let ttl = Duration::from_secs(state.settings.storage.s3.presign_ttl_s);
@@ -125,6 +115,36 @@ async fn answer(
     let stream =
         state.store.open(&image.key, part).await?.inspect_ok(move |chunk| counter.inc_by(chunk.len() as u64));
     Ok(response.body(SizedStream::new(length, stream)))
+}
+
+/// What a request asks of the image: all of it, or one range if its `If-Range` still holds.
+struct Wanted<'r> {
+    status: StatusCode,
+    part: Option<ByteRange>,
+    range_header: Option<&'r str>,
+    /// Whether `If-Range` names this image, if it was sent.
+    if_range: Option<bool>,
+}
+
+impl<'r> Wanted<'r> {
+    /// 416 for a range the image does not reach.
+    fn of(req: &'r HttpRequest, etag: &EntityTag, size: u64) -> Result<Self, ApiError> {
+        let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+        // If-Range: resume only if the image is still the one the client started (strong match).
+        let if_range = if_range(req, etag);
+        let range = match if_range {
+            Some(false) => RangeRequest::Whole,
+            _ => RangeRequest::parse(range_header, size),
+        };
+        let (status, part) = match range {
+            RangeRequest::Whole => (StatusCode::OK, None),
+            RangeRequest::Part { start, end } => {
+                (StatusCode::PARTIAL_CONTENT, Some(ByteRange { start, end }))
+            }
+            RangeRequest::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable(size)),
+        };
+        Ok(Self { status, part, range_header, if_range })
+    }
 }
 
 /// The headers of every answer that carries the image (or would, for HEAD and accel).

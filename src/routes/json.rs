@@ -7,6 +7,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
@@ -33,29 +34,30 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let value = web::Json::<serde_json::Value>::from_request(req, payload);
-        Box::pin(async move { Ok(Json(from_object(value.await?.into_inner(), "body", "")?)) })
+        // The text as sent, checked to be JSON (and sized and typed) by actix's extractor: read
+        // from it, not from a `Value`, a duplicate key is still an error, not the last one wins.
+        let raw = web::Json::<Box<RawValue>>::from_request(req, payload);
+        Box::pin(async move { Ok(Json(from_object(raw.await?.get(), "body", "")?)) })
     }
 }
 
 /// Parses a JSON multipart part called `part`: a field that breaks its rule is named
 /// `<part>.<path>` (`metadata.version: ...`).
 pub fn parse_part<T: DeserializeOwned>(bytes: &[u8], part: &str) -> Result<T, ApiError> {
-    let value = serde_json::from_slice(bytes).map_err(|e| ApiError::field(part, e))?;
-    from_object(value, part, &format!("{part}."))
+    let text = std::str::from_utf8(bytes).map_err(|e| ApiError::field(part, e))?;
+    from_object(text, part, &format!("{part}."))
 }
 
 /// `value` as a `T`; serde would also read a struct from an array of its fields in order, which
 /// no client means and the document does not allow.
-fn from_object<T: DeserializeOwned>(
-    value: serde_json::Value,
-    whole: &str,
-    prefix: &str,
-) -> Result<T, ApiError> {
-    if !value.is_object() {
+fn from_object<T: DeserializeOwned>(text: &str, whole: &str, prefix: &str) -> Result<T, ApiError> {
+    if !text.trim_start().starts_with('{') {
         return Err(ApiError::field(whole, "must be a JSON object"));
     }
-    serde_path_to_error::deserialize(value).map_err(|e| named(whole, prefix, e))
+    let mut json = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| named(whole, prefix, e))?;
+    json.end().map_err(|e| ApiError::field(whole, e))?;
+    Ok(value)
 }
 
 /// The 400 of a body that breaks a field's rule: named `<prefix><path>`, or `whole` when the

@@ -13,6 +13,7 @@ pub mod http;
 pub mod json;
 pub mod metrics;
 pub mod root;
+pub mod upload_form;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};

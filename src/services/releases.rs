@@ -1,7 +1,7 @@
 //! Release management: list, read, edit, delete drafts, publish to a channel, revoke.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, Set, SqlErr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -203,30 +203,101 @@ pub async fn publish(
     request: PublishRequest,
     actor: &str,
 ) -> Result<RolloutView, ApiError> {
-    let channel = Channel::parse(&request.channel).map_err(|e| ApiError::field("channel", e))?;
-    if !state.settings.firmware.channels.iter().any(|c| c == channel.as_str()) {
-        return Err(ApiError::field(
-            "channel",
-            format!(
-                "{channel:?} is not a configured channel ({})",
-                state.settings.firmware.channels.join(", ")
-            ),
-        ));
-    }
-    let stages = match &request.stages {
-        Some(input) => Stages::parse(input).map_err(|e| ApiError::field("stages", e))?,
-        None => Stages::immediate(),
-    };
-    let max_failure_rate = request.max_failure_rate.unwrap_or(state.settings.rollout.max_failure_rate);
-    if !(0.0..=1.0).contains(&max_failure_rate) {
-        return Err(ApiError::field("max_failure_rate", "must be between 0 and 1"));
-    }
-    let min_reports = request.min_reports.unwrap_or(state.settings.rollout.min_reports);
-    let min_reports =
-        i64::try_from(min_reports).map_err(|_| ApiError::field("min_reports", "is too large"))?;
-
+    let plan = RolloutPlan::checked(state, &request)?;
     let txn = crate::db::begin_write(&state.db).await?;
-    let release = db::firmware::lock(&txn, id).await?.ok_or_else(|| not_found(id))?;
+    let release = publishable(state, &txn, id, &plan.channel).await?;
+    let now = Utc::now();
+    if release.row.state == FirmwareState::Draft {
+        let mut row = release.row.clone().into_active_model();
+        row.state = Set(FirmwareState::Published);
+        row.published_at = Set(Some(now));
+        row.updated_at = Set(now);
+        row.update(&txn).await?;
+    }
+    let rollout = plan.rollout(id, actor, now);
+    // The database holds the rule too: one live rollout per (release, channel).
+    rollout::ActiveModel::from(rollout.clone()).insert(&txn).await.map_err(|e| match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => ApiError::Conflict(format!(
+            "firmware {id} already has a live rollout on channel {}",
+            plan.channel
+        )),
+        _ => e.into(),
+    })?;
+    let detail = serde_json::json!({
+        "firmware_id": id.to_string(),
+        "version": release.row.version,
+        "channel": plan.channel.as_str(),
+        "stages_basis_points": plan.stages.as_slice().iter().map(|s| serde_json::json!([s.basis_points, s.min_duration_s])).collect::<Vec<_>>(),
+        "max_failure_rate_ppm": (plan.max_failure_rate * 1e6).round() as i64,
+        "min_reports": plan.min_reports,
+    });
+    rollout_events::append(&txn, rollout.id, actor, EventKind::Created, detail, now).await?;
+    txn.commit().await?;
+    state.release_changed(id).await;
+    rollouts::view(state, rollout.id).await
+}
+
+/// A publish request, checked: the rollout it asks for.
+struct RolloutPlan {
+    channel: Channel,
+    stages: Stages,
+    max_failure_rate: f64,
+    min_reports: i64,
+}
+
+impl RolloutPlan {
+    fn checked(state: &AppState, request: &PublishRequest) -> Result<Self, ApiError> {
+        let channels = &state.settings.firmware.channels;
+        let channel = Channel::parse(&request.channel).map_err(|e| ApiError::field("channel", e))?;
+        if !channels.iter().any(|c| c == channel.as_str()) {
+            let why = format!("{channel:?} is not a configured channel ({})", channels.join(", "));
+            return Err(ApiError::field("channel", why));
+        }
+        let stages = match &request.stages {
+            Some(input) => Stages::parse(input).map_err(|e| ApiError::field("stages", e))?,
+            None => Stages::immediate(),
+        };
+        let max_failure_rate = request.max_failure_rate.unwrap_or(state.settings.rollout.max_failure_rate);
+        if !(0.0..=1.0).contains(&max_failure_rate) {
+            return Err(ApiError::field("max_failure_rate", "must be between 0 and 1"));
+        }
+        let min_reports = request.min_reports.unwrap_or(state.settings.rollout.min_reports);
+        let min_reports =
+            i64::try_from(min_reports).map_err(|_| ApiError::field("min_reports", "is too large"))?;
+        Ok(Self { channel, stages, max_failure_rate, min_reports })
+    }
+
+    /// The new rollout's row, at its first stage.
+    fn rollout(&self, firmware_id: Uuid, actor: &str, now: DateTime<Utc>) -> rollout::Model {
+        rollout::Model {
+            id: Uuid::new_v4(),
+            firmware_id,
+            channel: self.channel.to_string(),
+            salt: hex::encode(rand::random::<[u8; 16]>()),
+            stages: self.stages.to_json(),
+            current_stage: 0,
+            state: RolloutState::Active,
+            max_failure_rate: self.max_failure_rate,
+            min_reports: self.min_reports,
+            created_by: actor.to_owned(),
+            stage_started_at: now,
+            created_at: now,
+            updated_at: now,
+            event_count: 0,
+            chain_head: String::new(),
+        }
+    }
+}
+
+/// Release `id`, locked, if it may get a rollout on `channel`: not revoked, its image still
+/// stored, no live rollout there yet.
+async fn publishable(
+    state: &AppState,
+    txn: &DatabaseTransaction,
+    id: Uuid,
+    channel: &Channel,
+) -> Result<Release, ApiError> {
+    let release = db::firmware::lock(txn, id).await?.ok_or_else(|| not_found(id))?;
     if release.row.state == FirmwareState::Revoked {
         return Err(ApiError::Conflict(format!("firmware {id} is revoked and cannot be published")));
     }
@@ -236,56 +307,13 @@ pub async fn publish(
             "firmware {id}: its image is missing from blob storage; upload it again"
         )));
     }
-    if let Some(existing) = rollouts::on_channel(&txn, id, channel.as_str()).await? {
+    if let Some(existing) = rollouts::on_channel(txn, id, channel.as_str()).await? {
         return Err(ApiError::Conflict(format!(
             "firmware {id} already has rollout {} on channel {channel} ({})",
             existing.id, existing.state
         )));
     }
-    let now = Utc::now();
-    if release.row.state == FirmwareState::Draft {
-        let mut row = release.row.clone().into_active_model();
-        row.state = Set(FirmwareState::Published);
-        row.published_at = Set(Some(now));
-        row.updated_at = Set(now);
-        row.update(&txn).await?;
-    }
-    let rollout = rollout::Model {
-        id: Uuid::new_v4(),
-        firmware_id: id,
-        channel: channel.to_string(),
-        salt: hex::encode(rand::random::<[u8; 16]>()),
-        stages: stages.to_json(),
-        current_stage: 0,
-        state: RolloutState::Active,
-        max_failure_rate,
-        min_reports,
-        created_by: actor.to_owned(),
-        stage_started_at: now,
-        created_at: now,
-        updated_at: now,
-        event_count: 0,
-        chain_head: String::new(),
-    };
-    // The database holds the rule too: one live rollout per (release, channel).
-    rollout::ActiveModel::from(rollout.clone()).insert(&txn).await.map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            ApiError::Conflict(format!("firmware {id} already has a live rollout on channel {channel}"))
-        }
-        _ => e.into(),
-    })?;
-    let detail = serde_json::json!({
-        "firmware_id": id.to_string(),
-        "version": release.row.version,
-        "channel": channel.as_str(),
-        "stages_basis_points": stages.as_slice().iter().map(|s| serde_json::json!([s.basis_points, s.min_duration_s])).collect::<Vec<_>>(),
-        "max_failure_rate_ppm": (max_failure_rate * 1e6).round() as i64,
-        "min_reports": min_reports,
-    });
-    rollout_events::append(&txn, rollout.id, actor, EventKind::Created, detail, now).await?;
-    txn.commit().await?;
-    state.release_changed(id).await;
-    rollouts::view(state, rollout.id).await
+    Ok(release)
 }
 
 /// `POST /v1/admin/firmware/{id}/revoke`.

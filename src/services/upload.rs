@@ -94,6 +94,69 @@ async fn commit_staged(
     staged: &StagedBlob,
     actor: &str,
 ) -> Result<(UploadOutcome, ReleaseView), ApiError> {
+    check_file(state, &metadata, staged)?;
+    let hardware: Vec<String> = metadata.hardware.iter().map(|h| h.to_string()).collect();
+    let version_key = metadata.version.precedence_key();
+    if let Some(outcome) = existing(state, &metadata, &version_key, &hardware, staged).await? {
+        return Ok(outcome);
+    }
+
+    let final_key = ObjectKey::Firmware(staged.sha256);
+    state.store.promote(&staged.key, &final_key).await?;
+
+    let row = draft_row(&metadata, version_key.clone(), staged, actor)?;
+    let inserted = async {
+        let txn = crate::db::begin_write(&state.db).await?;
+        let release = db::firmware::insert(&txn, row, &hardware).await?;
+        txn.commit().await?;
+        Ok::<_, sea_orm::DbErr>(release)
+    }
+    .await;
+    match inserted {
+        Ok(release) => Ok((UploadOutcome::Created, ReleaseView::new(release, Vec::new()))),
+        // A concurrent upload of the same version won the race: answer as if it had come first.
+        // The promoted image, if now unreferenced, is left to the sweep.
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            existing(state, &metadata, &version_key, &hardware, staged).await?.ok_or_else(|| {
+                ApiError::Conflict(format!("version {} was uploaded concurrently", metadata.version))
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The new draft's row.
+fn draft_row(
+    metadata: &UploadMetadata,
+    version_key: String,
+    staged: &StagedBlob,
+    actor: &str,
+) -> Result<firmware::Model, ApiError> {
+    let now = Utc::now();
+    Ok(firmware::Model {
+        id: Uuid::new_v4(),
+        version: metadata.version.to_string(),
+        version_key,
+        size: i64::try_from(staged.size).map_err(ApiError::internal)?,
+        sha256: staged.sha256.to_hex(),
+        release_signature: metadata.release_signature.clone(),
+        release_notes: metadata.release_notes.clone(),
+        min_from_version: metadata.min_from_version.as_ref().map(|v| v.to_string()),
+        mandatory: metadata.mandatory,
+        state: FirmwareState::Draft,
+        created_by: actor.to_owned(),
+        created_at: now,
+        updated_at: now,
+        published_at: None,
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    })
+}
+
+/// The file as received: not empty, the SHA-256 the metadata expects, signed by a trusted
+/// release key if it carries a signature.
+fn check_file(state: &AppState, metadata: &UploadMetadata, staged: &StagedBlob) -> Result<(), ApiError> {
     if staged.size == 0 {
         return Err(ApiError::field("file", "must not be empty"));
     }
@@ -113,53 +176,7 @@ async fn commit_staged(
             "is not a valid signature of the file's SHA-256 by a trusted release key",
         ));
     }
-    let hardware: Vec<String> = metadata.hardware.iter().map(|h| h.to_string()).collect();
-    let version_key = metadata.version.precedence_key();
-    if let Some(outcome) = existing(state, &metadata, &version_key, &hardware, staged).await? {
-        return Ok(outcome);
-    }
-
-    let final_key = ObjectKey::Firmware(staged.sha256);
-    state.store.promote(&staged.key, &final_key).await?;
-
-    let now = Utc::now();
-    let row = firmware::Model {
-        id: Uuid::new_v4(),
-        version: metadata.version.to_string(),
-        version_key: version_key.clone(),
-        size: i64::try_from(staged.size).map_err(ApiError::internal)?,
-        sha256: staged.sha256.to_hex(),
-        release_signature: metadata.release_signature.clone(),
-        release_notes: metadata.release_notes.clone(),
-        min_from_version: metadata.min_from_version.as_ref().map(|v| v.to_string()),
-        mandatory: metadata.mandatory,
-        state: FirmwareState::Draft,
-        created_by: actor.to_owned(),
-        created_at: now,
-        updated_at: now,
-        published_at: None,
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-    };
-    let inserted = async {
-        let txn = crate::db::begin_write(&state.db).await?;
-        let release = db::firmware::insert(&txn, row, &hardware).await?;
-        txn.commit().await?;
-        Ok::<_, sea_orm::DbErr>(release)
-    }
-    .await;
-    match inserted {
-        Ok(release) => Ok((UploadOutcome::Created, ReleaseView::new(release, Vec::new()))),
-        // A concurrent upload of the same version won the race: answer as if it had come first.
-        // The promoted image, if now unreferenced, is left to the sweep.
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            existing(state, &metadata, &version_key, &hardware, staged).await?.ok_or_else(|| {
-                ApiError::Conflict(format!("version {} was uploaded concurrently", metadata.version))
-            })
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(())
 }
 
 /// The same version for any of the hardware ids already exists: the same upload again (same

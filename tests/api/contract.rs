@@ -78,6 +78,31 @@ async fn a_json_body_must_be_an_object_not_an_array_of_its_fields() {
 }
 
 #[tokio::test]
+async fn a_json_body_that_names_a_field_twice_is_refused_not_read_as_its_last_value() {
+    let app = spawn_app().await;
+    let release = upload_ok(&app, "1.0.0", &["nw-s1"], image_bytes(1, 100)).await;
+    let path = format!("/v1/admin/firmware/{}", release["id"].as_str().unwrap());
+    // Two readers of one body must not disagree about it: with the body read through a
+    // `serde_json::Value`, this was a 200 that kept "second".
+    let body = r#"{"release_notes": "first", "release_notes": "second"}"#;
+    let response = app
+        .client
+        .patch(app.url(&path))
+        .bearer_auth(app.admin_token())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let error = assert_error_shape(response, 400, &path).await;
+    let message = error["message"][0].as_str().unwrap();
+    assert!(message.contains("duplicate field `release_notes`"), "{message}");
+    let stored: serde_json::Value =
+        app.get(&path).bearer_auth(app.admin_token()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stored["release_notes"], "", "nothing was written");
+}
+
+#[tokio::test]
 async fn a_method_a_path_does_not_take_is_405_with_the_methods_it_does_take() {
     let app = spawn_app().await;
     let id = uuid::Uuid::new_v4();

@@ -7,6 +7,7 @@ pub mod range;
 mod release;
 pub mod rollout;
 pub mod selection;
+mod string_enum;
 mod version;
 
 pub use digest::Sha256Digest;

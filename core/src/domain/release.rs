@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ParseError;
-use super::rollout::string_enum;
+use super::string_enum::string_enum;
 
 string_enum!(
     /// A release's life: uploaded, offered, withdrawn.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::string_enum::string_enum;
 use super::{DeviceId, ParseError};
 
 /// Shares are held in basis points (1/100 of a percent): 10,000 = everyone.
@@ -113,45 +114,6 @@ pub fn bucket(salt: &[u8], device: &DeviceId) -> u32 {
 pub fn admits(salt: &[u8], device: &DeviceId, basis_points: u32) -> bool {
     bucket(salt, device) < basis_points
 }
-
-macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        ///
-        /// With the `sea-orm` feature, also a database column type (its text), so the service's
-        /// entities hold the state itself, not a string compared with it.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-        #[cfg_attr(feature = "sea-orm", derive(sea_orm::DeriveActiveEnum, sea_orm::EnumIter))]
-        #[cfg_attr(feature = "sea-orm", sea_orm(rs_type = "String", db_type = "Text"))]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $(#[cfg_attr(feature = "sea-orm", sea_orm(string_value = $text))] $variant),+ }
-
-        impl $name {
-            pub const ALL: &[Self] = &[$(Self::$variant),+];
-
-            pub fn as_str(&self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-
-            pub fn parse(value: &str) -> Result<Self, ParseError> {
-                match value {
-                    $($text => Ok(Self::$variant),)+
-                    _ => Err(ParseError(format!(
-                        "{value:?} is not one of {}",
-                        [$($text),+].join(", ")
-                    ))),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use string_enum;
 
 string_enum!(
     /// Where a rollout is in its life.
