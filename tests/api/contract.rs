@@ -56,6 +56,18 @@ async fn a_version_that_is_not_semver_is_named_by_its_field_not_the_body() {
     assert!(body["message"][0].as_str().unwrap().starts_with("metadata.version: "), "{body}");
 }
 
+/// An admin's PATCH of `path` with `body` sent as it is, as JSON.
+async fn patch_raw(app: &crate::helpers::TestApp, path: &str, body: &'static str) -> reqwest::Response {
+    app.client
+        .patch(app.url(path))
+        .bearer_auth(app.admin_token())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_json_body_must_be_an_object_not_an_array_of_its_fields() {
     let app = spawn_app().await;
@@ -63,16 +75,7 @@ async fn a_json_body_must_be_an_object_not_an_array_of_its_fields() {
     let path = format!("/v1/admin/firmware/{}", release["id"].as_str().unwrap());
     // serde reads a struct from an array of its fields in order: this was a 200.
     for body in ["[null, null]", r#"["notes", true]"#] {
-        let response = app
-            .client
-            .patch(app.url(&path))
-            .bearer_auth(app.admin_token())
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let error = assert_error_shape(response, 400, &path).await;
+        let error = assert_error_shape(patch_raw(&app, &path, body).await, 400, &path).await;
         assert_eq!(error["message"][0], "body: must be a JSON object", "{body}");
     }
 }
@@ -85,16 +88,7 @@ async fn a_json_body_that_names_a_field_twice_is_refused_not_read_as_its_last_va
     // Two readers of one body must not disagree about it: with the body read through a
     // `serde_json::Value`, this was a 200 that kept "second".
     let body = r#"{"release_notes": "first", "release_notes": "second"}"#;
-    let response = app
-        .client
-        .patch(app.url(&path))
-        .bearer_auth(app.admin_token())
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let error = assert_error_shape(response, 400, &path).await;
+    let error = assert_error_shape(patch_raw(&app, &path, body).await, 400, &path).await;
     let message = error["message"][0].as_str().unwrap();
     assert!(message.contains("duplicate field `release_notes`"), "{message}");
     let stored: serde_json::Value =
