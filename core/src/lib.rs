@@ -7,6 +7,7 @@
 //! and a device-side tool can verify manifests with the very code that signs them. The service
 //! re-exports both modules (`nowatch_ota::domain`, `nowatch_ota::signing`).
 
+pub mod delta;
 pub mod domain;
 pub mod request_path;
 pub mod signing;
