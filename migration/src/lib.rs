@@ -10,6 +10,7 @@ mod m20261124_000003_create_rollout_report_count;
 pub mod m20261201_000004_one_live_rollout_per_channel;
 mod m20261201_000005_add_device_owner;
 mod m20261203_000006_drop_write_only_columns;
+mod m20261203_000007_create_firmware_delta;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_one_live_rollout_per_channel::Migration),
             Box::new(m20261201_000005_add_device_owner::Migration),
             Box::new(m20261203_000006_drop_write_only_columns::Migration),
+            Box::new(m20261203_000007_create_firmware_delta::Migration),
         ]
     }
 }

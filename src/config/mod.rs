@@ -30,6 +30,7 @@ pub struct Settings {
     pub rollout: RolloutSettings,
     pub limits: LimitSettings,
     pub proxy: ProxySettings,
+    pub delta: DeltaSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     /// `NOWATCH_OTA_ENV=production` turns on the production guards; not a TOML key.
@@ -242,6 +243,28 @@ pub struct ProxySettings {
     pub max_body_bytes: u64,
     pub max_connections: usize,
     pub keep_alive_s: u64,
+}
+
+/// Delta updates: which patches are built and how (see [`crate::services::deltas`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaSettings {
+    pub enabled: bool,
+    pub compression: DeltaCompression,
+    pub min_devices: u64,
+    pub max_sources: u64,
+    pub max_image_bytes: u64,
+    pub max_ratio: f64,
+    pub concurrency: usize,
+    pub plan_interval_s: u64,
+    pub lease_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeltaCompression {
+    Heatshrink,
+    None,
 }
 
 /// Who may read `/metrics`.

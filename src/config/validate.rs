@@ -25,6 +25,7 @@ impl Settings {
         self.check_rollout()?;
         self.check_server()?;
         self.proxy.validate()?;
+        self.check_delta()?;
         self.check_metrics()?;
         if self.production {
             self.check_production()?;
@@ -175,6 +176,28 @@ impl Settings {
         if self.rollout.max_devices_per_owner == 0 {
             // 0 would count no outcome at all: no rollout could ever halt.
             return fail("rollout.max_devices_per_owner", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn check_delta(&self) -> Checked {
+        let delta = &self.delta;
+        if !(delta.max_ratio > 0.0 && delta.max_ratio <= 1.0) {
+            return fail("delta.max_ratio", "must be above 0 and at most 1");
+        }
+        for (key, value) in [
+            ("delta.plan_interval_s", delta.plan_interval_s),
+            ("delta.lease_s", delta.lease_s),
+            ("delta.max_sources", delta.max_sources),
+            ("delta.min_devices", delta.min_devices),
+        ] {
+            if value == 0 {
+                return fail(key, "must be at least 1");
+            }
+        }
+        // The suffix array holds 32-bit positions.
+        if delta.max_image_bytes > i32::MAX as u64 / 2 {
+            return fail("delta.max_image_bytes", "must be at most 1 GiB");
         }
         Ok(())
     }

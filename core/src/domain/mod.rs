@@ -12,7 +12,7 @@ mod version;
 
 pub use digest::Sha256Digest;
 pub use ids::{Channel, DeviceId, HardwareId};
-pub use release::{FirmwareState, ReportStatus};
+pub use release::{DeltaState, DownloadVia, FirmwareState, ReportStatus};
 pub use version::Version;
 
 /// Why a value failed to parse; the handler prefixes it with the field name.

@@ -24,3 +24,27 @@ string_enum!(
         Failed => "failed",
     }
 );
+
+string_enum!(
+    /// Where the patch from one version devices run to a release is.
+    DeltaState {
+        /// Waiting for a builder.
+        Pending => "pending",
+        /// An instance holds it and is building it.
+        Building => "building",
+        /// Built, stored and offered.
+        Ready => "ready",
+        /// The build failed (see `reason`); a rebuild queues it again.
+        Failed => "failed",
+        /// Not built, on purpose (see `reason`): too large, no stored image of that version...
+        Skipped => "skipped",
+    }
+);
+
+string_enum!(
+    /// How a device fetched a release: a patch from the version it ran, or the whole image.
+    DownloadVia {
+        Delta => "delta",
+        Full => "full",
+    }
+);

@@ -2,7 +2,7 @@
 //! the `sea-orm` feature), in the OpenAPI document and in messages.
 
 macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         ///
         /// With the `sea-orm` feature, also a database column type (its text), so the service's
@@ -11,7 +11,7 @@ macro_rules! string_enum {
         #[cfg_attr(feature = "sea-orm", derive(sea_orm::DeriveActiveEnum, sea_orm::EnumIter))]
         #[cfg_attr(feature = "sea-orm", sea_orm(rs_type = "String", db_type = "Text"))]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $(#[cfg_attr(feature = "sea-orm", sea_orm(string_value = $text))] $variant),+ }
+        pub enum $name { $($(#[$vdoc])* #[cfg_attr(feature = "sea-orm", sea_orm(string_value = $text))] $variant),+ }
 
         impl $name {
             pub const ALL: &[Self] = &[$(Self::$variant),+];

@@ -19,6 +19,10 @@ pub struct Model {
     pub counted: bool,
     /// `failed` reports of the device for the release.
     pub failures: i32,
+    /// How the device said it fetched the release (`delta` or `full`), if it said.
+    pub via: Option<crate::domain::DownloadVia>,
+    /// `failed` reports while on a delta: the device is offered the full image from then on.
+    pub delta_failures: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

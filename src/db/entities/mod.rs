@@ -4,6 +4,7 @@ pub mod admin_audit;
 pub mod device;
 pub mod device_report;
 pub mod firmware;
+pub mod firmware_delta;
 pub mod firmware_hardware;
 pub mod hardware_floor;
 pub mod rollout;
