@@ -21,5 +21,7 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 
-/// The domain types live in `nowatch-ota-core`, shared with the fuzz targets.
+/// The domain types and the delta codec live in `nowatch-ota-core`, shared with the fuzz
+/// targets and device-side tools.
+pub use nowatch_ota_core::delta;
 pub use nowatch_ota_core::domain;

@@ -1,6 +1,6 @@
 //! Prometheus metrics, one registry per application: HTTP requests by route pattern (never the
 //! raw path, which would explode the label set) and status, latency histograms, image bytes in
-//! and out, update-check outcomes, rollout states (read at scrape time) and proxy traffic.
+//! and out, update-check outcomes, delta builds and the bytes patches saved, rollout states (read at scrape time) and proxy traffic.
 //!
 //! Every label value comes from a fixed set, whatever clients send: the method ([`method_label`]),
 //! the route pattern (or "proxy", "unmatched"), the status code our handlers or the configured
@@ -22,6 +22,9 @@ pub struct Metrics {
     pub rollouts: IntGaugeVec,
     pub proxy_requests: IntCounterVec,
     pub proxy_upstream_errors: IntCounterVec,
+    pub deltas_built: IntCounterVec,
+    pub delta_download_bytes: IntCounter,
+    pub delta_bytes_saved: IntCounter,
 }
 
 impl Metrics {
@@ -54,6 +57,20 @@ impl Metrics {
             Opts::new("proxy_upstream_errors_total", "Forwarding failures by API tag and kind"),
             &["tag", "kind"],
         )?;
+        let deltas_built = IntCounterVec::new(
+            Opts::new(
+                "deltas_built_total",
+                "Patch builds by this instance, by outcome: ready, skipped, failed",
+            ),
+            &["outcome"],
+        )?;
+        let delta_download_bytes =
+            IntCounter::new("delta_download_bytes_total", "Patch bytes sent by delta downloads")?;
+        let delta_bytes_saved = IntCounter::new(
+            "delta_bytes_saved_total",
+            "Image bytes not sent because a device took a patch: image size minus patch size, per delta \
+             download that reached the patch's last byte",
+        )?;
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -63,6 +80,9 @@ impl Metrics {
             Box::new(rollouts.clone()),
             Box::new(proxy_requests.clone()),
             Box::new(proxy_upstream_errors.clone()),
+            Box::new(deltas_built.clone()),
+            Box::new(delta_download_bytes.clone()),
+            Box::new(delta_bytes_saved.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -76,6 +96,9 @@ impl Metrics {
             rollouts,
             proxy_requests,
             proxy_upstream_errors,
+            deltas_built,
+            delta_download_bytes,
+            delta_bytes_saved,
         })
     }
 

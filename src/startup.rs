@@ -130,6 +130,7 @@ fn mount(cfg: &mut ServiceConfig, settings: &Settings) {
     .configure(routes::health::mount)
     .configure(routes::admin_devices::mount)
     .configure(routes::admin_firmware::mount)
+    .configure(routes::admin_deltas::mount)
     .configure(routes::admin_hardware::mount)
     .configure(routes::admin_rollouts::mount)
     .configure(routes::metrics::mount);
@@ -150,8 +151,11 @@ fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
 }
 
 /// Periodic maintenance: rollout evaluation, the catalog refresh, forgetting idle limiter
-/// entries and the storage sweep.
+/// entries, the storage sweep, and planning and building deltas.
 fn spawn_background_tasks(state: web::Data<AppState>) {
+    if state.settings.delta.enabled {
+        spawn_delta_tasks(&state);
+    }
     let engine_state = state.clone();
     let every_tick = Duration::from_secs(state.settings.rollout.tick_interval_s);
     tokio::spawn(async move {
@@ -201,4 +205,22 @@ fn spawn_background_tasks(state: web::Data<AppState>) {
             }
         }
     });
+}
+
+/// The delta planner (every `delta.plan_interval_s`, first at start-up, which also resumes what
+/// a stopped instance left pending) and `delta.concurrency` builders.
+fn spawn_delta_tasks(state: &web::Data<AppState>) {
+    let planner = state.clone();
+    let every = Duration::from_secs(state.settings.delta.plan_interval_s);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            crate::services::deltas::plan_offered(&planner).await;
+        }
+    });
+    for _ in 0..state.settings.delta.concurrency {
+        let builder = state.clone();
+        tokio::spawn(async move { crate::services::deltas::builder::work(&builder).await });
+    }
 }

@@ -29,6 +29,8 @@ pub struct AppState {
     /// Which channels a caller may see (`firmware.channel_roles`).
     pub channel_access: ChannelAccess,
     pub metrics: Metrics,
+    /// Wakes a delta builder when patches were planned (`services::deltas`).
+    pub delta_work: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             jwt,
             catalog: Catalog::default(),
             metrics: Metrics::new()?,
+            delta_work: tokio::sync::Notify::new(),
         };
         state.catalog.refresh(&state.db, &state.signer, &state.settings).await?;
         Ok(state)

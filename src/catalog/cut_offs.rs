@@ -1,12 +1,16 @@
-//! The retry cut-off: a device that reported `failed` for a release
-//! `rollout.max_failures_per_device` times is not offered that release again, so a watch does
-//! not flash a bad build over and over. It gets the next best release or nothing, until a newer
-//! release exists (selection prefers it anyway) or an admin clears its failures.
+//! Sets of (device, release) pairs the update check must know without the database, reloaded
+//! from `device_report` with every catalog rebuild. Two are kept:
 //!
-//! The update check learns this from memory, never the database: an instance that takes the
-//! report cuts the device off at once, and every instance reloads the set from `device_report`
-//! with each catalog rebuild (`firmware.catalog_refresh_s`), which also carries an admin's clear
-//! to the other instances.
+//! - `full_only`: a device that reported `failed` while installing a release from a patch is
+//!   offered that release's full image from then on (`device_report.delta_failures`);
+//! - the retry cut-off: a device that reported `failed` for a release
+//!   `rollout.max_failures_per_device` times is not offered that release again, so a watch does
+//!   not flash a bad build over and over. It gets the next best release or nothing, until a
+//!   newer release exists (selection prefers it anyway) or an admin clears its failures.
+//!
+//! An instance that takes the report updates its set at once, and every instance reloads both
+//! sets with each catalog rebuild (`firmware.catalog_refresh_s`), which also carries an admin's
+//! clear to the other instances.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -18,13 +22,13 @@ use uuid::Uuid;
 use crate::db::entities::device_report;
 
 #[derive(Default)]
-pub struct CutOffs {
+pub struct DeviceReleases {
     by_device: RwLock<HashMap<String, Vec<Uuid>>>,
     /// Whether any device is cut off: the check's fast path reads one atomic, not the map.
     any: AtomicBool,
 }
 
-impl CutOffs {
+impl DeviceReleases {
     /// The releases `device` is cut off from, if any.
     pub fn releases_for(&self, device: &str) -> Option<Vec<Uuid>> {
         if !self.any.load(Ordering::Acquire) {
@@ -49,19 +53,24 @@ impl CutOffs {
         self.any.store(!map.is_empty(), Ordering::Release);
     }
 
-    /// Replaces the set with what `device_report` says now (`failures >= max`; 0 turns the
-    /// cut-off off).
-    pub async fn reload(&self, db: &impl ConnectionTrait, max: u32) -> Result<(), DbErr> {
+    /// Replaces the set with what `device_report` says now: the rows whose `counter` (a column
+    /// with a partial index on `counter > 0`) is at least `at_least`; 0 empties the set.
+    pub async fn reload(
+        &self,
+        db: &impl ConnectionTrait,
+        counter: device_report::Column,
+        at_least: u32,
+    ) -> Result<(), DbErr> {
         let mut fresh: HashMap<String, Vec<Uuid>> = HashMap::new();
-        if max > 0 {
+        if at_least > 0 {
             let rows: Vec<(String, Uuid)> = device_report::Entity::find()
                 .select_only()
                 .column(device_report::Column::DeviceId)
                 .column(device_report::Column::FirmwareId)
-                // `failures > 0` is the partial index's own condition (migration 5), stated so
+                // `> 0` is the partial index's own condition (migrations 5 and 7), stated so
                 // that SQLite, which does not infer it from `>=`, reads the index too.
-                .filter(device_report::Column::Failures.gt(0))
-                .filter(device_report::Column::Failures.gte(i32::try_from(max).unwrap_or(i32::MAX)))
+                .filter(counter.gt(0))
+                .filter(counter.gte(i32::try_from(at_least).unwrap_or(i32::MAX)))
                 .into_tuple()
                 .all(db)
                 .await?;

@@ -1,6 +1,7 @@
 //! The in-memory catalog that answers update checks without touching the database: published
 //! releases by hardware (newest first) with their rollout gates, hardware floors, and manifests
-//! signed once per (release, hardware, channel) and re-signed when half their lifetime is gone.
+//! signed once per (release, hardware, channel) and re-signed when half their lifetime is gone,
+//! and the ready patches to each release from the versions devices run.
 //!
 //! After an admin change this instance commits, the changed release alone is read again and
 //! swapped into a copy of the snapshot (`refresh_release`), so an admin's next check sees it
@@ -20,7 +21,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::db::entities::{firmware, firmware_hardware, hardware_floor, rollout};
+use crate::db::entities::{device_report, firmware, firmware_hardware, hardware_floor, rollout};
 use crate::domain::rollout::RolloutState;
 use crate::domain::selection::{Candidate, RolloutGate};
 use crate::domain::{FirmwareState, Version};
@@ -28,9 +29,11 @@ use crate::signing::{ManifestBody, ManifestSigner};
 use crate::storage::ObjectKey;
 
 mod cut_offs;
+mod deltas;
 mod manifests;
 
-pub use cut_offs::CutOffs;
+pub use cut_offs::DeviceReleases;
+pub use deltas::{DeltaOffer, DeltaOffers};
 pub use manifests::SignedManifest;
 use manifests::{manifest_body, manifest_ttl, reuse_or_sign};
 
@@ -86,6 +89,16 @@ pub struct Offered {
     pub public_json: Box<RawValue>,
     /// By (hardware id, channel rank).
     pub manifests: HashMap<(String, usize), Arc<SignedManifest>>,
+    /// Ready patches to it from the versions devices run.
+    pub deltas: DeltaOffers,
+}
+
+impl Offered {
+    /// The patch a device of `hardware` running `current` may take instead of the image.
+    pub fn delta_for(&self, hardware: &str, current: &Version) -> Option<&Arc<DeltaOffer>> {
+        let by_version = self.deltas.get(hardware)?;
+        by_version.get(current.to_string().as_str())
+    }
 }
 
 impl Candidate for Offered {
@@ -115,7 +128,9 @@ pub struct Catalog {
     /// contents without timestamps.
     signed: tokio::sync::Mutex<HashMap<String, Arc<SignedManifest>>>,
     /// Releases devices failed too often to be offered again; reloaded with every rebuild.
-    pub cut_offs: CutOffs,
+    pub cut_offs: DeviceReleases,
+    /// Releases devices failed to install from a patch: offered to them as full images only.
+    pub full_only: DeviceReleases,
 }
 
 impl Catalog {
@@ -135,7 +150,7 @@ impl Catalog {
         settings: &Settings,
     ) -> anyhow::Result<()> {
         let mut signed = self.signed.lock().await;
-        let Published { rows, mut hardware, mut rollouts, floors } = Published::read(db).await?;
+        let Published { rows, mut hardware, mut rollouts, floors, mut deltas } = Published::read(db).await?;
         let now = Utc::now();
         let ttl = manifest_ttl(settings);
         let mut kept = HashMap::new();
@@ -144,11 +159,13 @@ impl Catalog {
             let Some(rollouts) = rollouts.remove(&row.id) else { continue };
             let mut hw = hardware.remove(&row.id).unwrap_or_default();
             hw.sort();
+            let patches = deltas.remove(&row.id).unwrap_or_default();
             let offered = build_offered(row, hw, rollouts, &snapshot.floors, settings, |body| {
                 let (key, manifest) = reuse_or_sign(&signed, body, signer, now, ttl)?;
                 kept.insert(key, manifest.clone());
                 Ok(manifest)
-            })?;
+            })?
+            .map(|o| Offered { deltas: patches, ..o });
             let Some(offered) = offered else { continue };
             let offered = Arc::new(offered);
             for h in &offered.public.hardware {
@@ -161,7 +178,9 @@ impl Catalog {
         }
         *signed = kept;
         self.swap_in(snapshot);
-        self.cut_offs.reload(db, settings.rollout.max_failures_per_device).await?;
+        let max_failures = settings.rollout.max_failures_per_device;
+        self.cut_offs.reload(db, device_report::Column::Failures, max_failures).await?;
+        self.full_only.reload(db, device_report::Column::DeltaFailures, 1).await?;
         Ok(())
     }
 
@@ -197,12 +216,13 @@ impl Catalog {
                 .await?;
             let now = Utc::now();
             let ttl = manifest_ttl(settings);
+            let patches = deltas::read(db, Some(id)).await?.remove(&id).unwrap_or_default();
             offered = build_offered(row, hardware, rollouts, &current.floors, settings, |body| {
                 let (key, manifest) = reuse_or_sign(&signed, body, signer, now, ttl)?;
                 signed.insert(key, manifest.clone());
                 Ok(manifest)
             })?
-            .map(Arc::new);
+            .map(|o| Arc::new(Offered { deltas: patches, ..o }));
         }
 
         let mut snapshot = Snapshot::clone(&current);
@@ -287,6 +307,7 @@ fn build_offered(
         public_json: serde_json::value::to_raw_value(&public)?,
         public,
         manifests,
+        deltas: DeltaOffers::new(),
     }))
 }
 
@@ -297,6 +318,7 @@ struct Published {
     /// Those not aborted.
     rollouts: HashMap<Uuid, Vec<rollout::Model>>,
     floors: HashMap<String, Version>,
+    deltas: HashMap<Uuid, DeltaOffers>,
 }
 
 impl Published {
@@ -326,6 +348,7 @@ impl Published {
                 floors.insert(floor.hardware, version);
             }
         }
-        Ok(Self { rows, hardware, rollouts, floors })
+        let deltas = deltas::read(db, None).await?;
+        Ok(Self { rows, hardware, rollouts, floors, deltas })
     }
 }

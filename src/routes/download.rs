@@ -68,15 +68,33 @@ async fn answer(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let image = find_image(&state, id, caller.0.as_ref()).await?;
+    let counter = state.metrics.download_bytes.clone();
+    send(&state, &req, &image, &format!("{id}.bin"), counter, |_| {}).await
+}
+
+/// Sends a stored object (an image or a patch) as a download: validators, a single range, or
+/// the redirect or accel hand-off of `firmware.download_mode`. `counter` counts the bytes sent;
+/// `on_whole` is told, for a GET, the status of an answer that reaches the object's last byte.
+pub(super) async fn send(
+    state: &AppState,
+    req: &HttpRequest,
+    image: &Image,
+    filename: &str,
+    counter: prometheus::IntCounter,
+    on_whole: impl FnOnce(StatusCode),
+) -> Result<HttpResponse, ApiError> {
     let etag = EntityTag::new_strong(image.sha256.clone());
-    if if_none_match(&req, &etag) {
+    if if_none_match(req, &etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header(header::ETag(etag))
             .insert_header((header::CACHE_CONTROL, image.cache_control()))
             .finish());
     }
-    let wanted = Wanted::of(&req, &etag, image.size)?;
+    let wanted = Wanted::of(req, &etag, image.size)?;
     let (status, part) = (wanted.status, wanted.part);
+    if req.method() == Method::GET && part.is_none_or(|p| p.end + 1 == image.size) {
+        on_whole(status);
+    }
     let mode = state.settings.firmware.download_mode;
     if mode == DownloadMode::Redirect
         && req.method() == Method::GET
@@ -91,7 +109,7 @@ async fn answer(
             .finish());
     }
     let mut response = HttpResponse::build(status);
-    image_headers(&mut response, &image, etag, id);
+    image_headers(&mut response, image, etag, filename);
     if mode == DownloadMode::Accel && req.method() == Method::GET {
         // The nginx in front sends the file (sendfile) and applies Range and If-Range itself,
         // against the ETag passed on here (README, "Downloads through nginx"); the checks above
@@ -111,7 +129,6 @@ async fn answer(
             futures_util::stream::empty::<Result<bytes::Bytes, ApiError>>(),
         )));
     }
-    let counter = state.metrics.download_bytes.clone();
     let stream =
         state.store.open(&image.key, part).await?.inspect_ok(move |chunk| counter.inc_by(chunk.len() as u64));
     Ok(response.body(SizedStream::new(length, stream)))
@@ -148,13 +165,13 @@ impl<'r> Wanted<'r> {
 }
 
 /// The headers of every answer that carries the image (or would, for HEAD and accel).
-fn image_headers(response: &mut HttpResponseBuilder, image: &Image, etag: EntityTag, id: uuid::Uuid) {
+fn image_headers(response: &mut HttpResponseBuilder, image: &Image, etag: EntityTag, filename: &str) {
     response
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header(header::ETag(etag))
         .insert_header((header::CACHE_CONTROL, image.cache_control()))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.bin\"")));
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")));
 }
 
 /// `HEAD`: the same headers as `GET`, without opening the image.

@@ -13,9 +13,9 @@ use crate::domain::{Channel, DeviceId, HardwareId, Version};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{BadInput, Conflict, JsonBody, NeedsToken, NotFound};
 use crate::openapi::{ChannelName, DeviceName, HardwareName, SemVer};
-use crate::routes::download;
 use crate::routes::http::{if_none_match, parse_id};
 use crate::routes::json::Json;
+use crate::routes::{delta, download};
 use crate::services::offers::{self, CheckRequest, CheckResponse, PublicReleaseList};
 use crate::services::reports::{self, ReportRequest, ReportView};
 use crate::signing::KeyList;
@@ -31,6 +31,8 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(signed_manifest)
         .service(download::serve)
         .service(download::head)
+        .service(delta::serve)
+        .service(delta::head)
         .service(report);
 }
 
@@ -116,7 +118,7 @@ pub async fn check(
     let Some(offer) = offers::check(&state, &caller, &request)? else {
         return Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish());
     };
-    let etag = EntityTag::new_weak(offer.manifest.tag.clone());
+    let etag = EntityTag::new_weak(offer.tag());
     if if_none_match(&req, &etag) {
         state.metrics.update_checks.with_label_values(&["not_modified"]).inc();
         return Ok(HttpResponse::NotModified().insert_header(header::ETag(etag)).finish());

@@ -1,6 +1,7 @@
 //! Who may download which image, and how caches may keep it.
 
 use crate::auth::{AuthError, Caller};
+use crate::db;
 use crate::domain::{FirmwareState, Sha256Digest};
 use crate::error::ApiError;
 use crate::services::channel_access::sees_any;
@@ -71,4 +72,33 @@ pub async fn find_image(
         public,
         sha256: release.sha256,
     })
+}
+
+/// A ready patch to release `id` from the image with digest `from_sha256`, if `caller` may
+/// download the release itself (the same rules, and the same 404 for what it may not see);
+/// with the full image's size, for the bytes the patch saves.
+pub async fn find_delta(
+    state: &AppState,
+    id: uuid::Uuid,
+    from_sha256: &str,
+    caller: Option<&Caller>,
+) -> Result<(Image, u64), ApiError> {
+    let from = Sha256Digest::parse(from_sha256).map_err(|e| ApiError::field("from_sha256", e))?.to_hex();
+    let image = find_image(state, id, caller).await?;
+    let no_patch = || ApiError::NotFound(format!("firmware {id} has no delta from {from}"));
+    let offered = state.catalog.snapshot().by_id.get(&id).and_then(|release| {
+        let mut patches = release.deltas.values().flat_map(|by_version| by_version.values());
+        patches.find(|p| p.from_sha256 == from).map(|p| (p.sha256.clone(), p.size))
+    });
+    let (sha256, size) = match offered {
+        Some(patch) => patch,
+        None => {
+            let row = db::deltas::ready_from(&state.db, id, &from).await?.ok_or_else(no_patch)?;
+            let (Some(sha256), Some(size)) = (row.sha256, row.size) else { return Err(no_patch()) };
+            (sha256, u64::try_from(size).map_err(ApiError::internal)?)
+        }
+    };
+    let digest = Sha256Digest::parse(&sha256).map_err(ApiError::internal)?;
+    let full_size = image.size;
+    Ok((Image { key: ObjectKey::Delta(digest), size, sha256, public: image.public }, full_size))
 }

@@ -2,6 +2,7 @@
 //! Every write is one database transaction, attributed to the caller's `sub`.
 
 pub mod channel_access;
+pub mod deltas;
 pub mod devices;
 pub mod downloads;
 pub mod floors;

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::catalog::{Offered, PublicRelease, SignedManifest};
+use crate::catalog::{DeltaOffer, Offered, PublicRelease, SignedManifest};
 use crate::domain::selection::{Device, select};
 use crate::domain::{DeviceId, FirmwareState, HardwareId, Version};
 use crate::error::ApiError;
@@ -25,10 +25,12 @@ pub struct CheckRequest {
     pub channel_rank: usize,
 }
 
-/// What a device should install now, with the manifest that covers it.
+/// What a device should install now, with the manifest that covers it, and the patch to it from
+/// the version the device runs when there is a ready one.
 pub struct Offer {
     pub release: Arc<Offered>,
     pub manifest: Arc<SignedManifest>,
+    pub delta: Option<Arc<DeltaOffer>>,
 }
 
 /// `GET /v1/firmware/check` when there is something to install, as sent: the release and its
@@ -43,6 +45,20 @@ pub struct CheckResponse<'a> {
     pub download_url: String,
     /// Seconds until the next check, jittered.
     pub poll_after_s: u64,
+    /// A patch from the version the device runs, often a tenth of the image: apply it to the
+    /// running image (whose SHA-256 must be `from_sha256`), then verify the result against the
+    /// manifest's size and SHA-256 as for a full download. Absent: download the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaDownload<'a>>,
+}
+
+/// `delta` of an update check's answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeltaDownload<'a> {
+    #[serde(flatten)]
+    pub patch: &'a DeltaOffer,
+    /// `GET /v1/firmware/{id}/delta/{from_sha256}`: Range, ETag and If-Range as for the image.
+    pub download_url: String,
 }
 
 impl Offer {
@@ -53,6 +69,22 @@ impl Offer {
             manifest: &self.manifest.json,
             download_url: format!("{download_base}/v1/firmware/{}/download", self.release.id),
             poll_after_s,
+            delta: self.delta.as_deref().map(|patch| DeltaDownload {
+                patch,
+                download_url: format!(
+                    "{download_base}/v1/firmware/{}/delta/{}",
+                    self.release.id, patch.from_sha256
+                ),
+            }),
+        }
+    }
+
+    /// Names this exact offer for `If-None-Match`: the manifest, and the patch if there is one
+    /// (a patch ready since the last check changes the answer).
+    pub fn tag(&self) -> String {
+        match &self.delta {
+            None => self.manifest.tag.clone(),
+            Some(patch) => format!("{}.{}", self.manifest.tag, patch.sha256.get(..16).unwrap_or_default()),
         }
     }
 }
@@ -87,7 +119,19 @@ pub fn check(state: &AppState, caller: &Caller, request: &CheckRequest) -> Resul
     let manifest = release.manifests.get(&(hardware.to_owned(), offer.channel_rank)).cloned();
     let manifest = manifest
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no manifest for {} on {hardware}", release.id)))?;
-    Ok(Some(Offer { release, manifest }))
+    let delta = delta_for(state, &release, request);
+    Ok(Some(Offer { release, manifest, delta }))
+}
+
+/// The ready patch to `release` from the version the device runs, unless the device failed to
+/// install this release from a patch before (it gets the full image from then on).
+fn delta_for(state: &AppState, release: &Offered, request: &CheckRequest) -> Option<Arc<DeltaOffer>> {
+    let patch = release.delta_for(request.hardware.as_str(), &request.current)?;
+    let refused = state.catalog.full_only.releases_for(request.device_id.as_str());
+    if refused.is_some_and(|ids| ids.contains(&release.id)) {
+        return None;
+    }
+    Some(Arc::clone(patch))
 }
 
 /// `GET /v1/firmware`: the releases of `hardware` published on the channel of rank

@@ -234,6 +234,10 @@ pub async fn publish(
     rollout_events::append(&txn, rollout.id, actor, EventKind::Created, detail, now).await?;
     txn.commit().await?;
     state.release_changed(id).await;
+    // Patches from what the fleet runs; a failure here is retried by the periodic planner.
+    if let Err(e) = crate::services::deltas::plan_release(state, id).await {
+        tracing::warn!(firmware_id = %id, error = %e, "planning deltas failed");
+    }
     rollouts::view(state, rollout.id).await
 }
 

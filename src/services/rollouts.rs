@@ -13,10 +13,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::db::entities::{device, rollout, rollout_event, rollout_report_count, rollout_uncounted_count};
+use crate::db::entities::{
+    device, device_report, rollout, rollout_event, rollout_report_count, rollout_uncounted_count,
+};
 use crate::db::rollout_events;
 use crate::domain::rollout::{Command, EventKind, Outcomes, Position, RolloutState, Stages, apply, bucket};
-use crate::domain::{DeviceId, ReportStatus};
+use crate::domain::{DeviceId, DownloadVia, ReportStatus};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -65,6 +67,8 @@ pub struct RolloutView {
     pub uncounted: BTreeMap<String, u64>,
     /// `failed / (installed + failed)`, or null before any outcome.
     pub failure_rate: Option<f64>,
+    /// Devices attributed to it by how they said they fetched the release.
+    pub downloads: Downloads,
     pub chain_valid: bool,
     /// Why this rollout cannot be evaluated (stored data it cannot read), if it cannot: the
     /// engine skips it and leaves it where it is; pause and abort still work.
@@ -72,6 +76,41 @@ pub struct RolloutView {
     pub events: Vec<EventView>,
     pub created_by: String,
     pub stage_started_at: DateTime<Utc>,
+}
+
+/// Devices of a rollout by the `via` of their reports.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Downloads {
+    /// Took the patch from the version they ran.
+    pub delta: u64,
+    /// Took the whole image.
+    pub full: u64,
+}
+
+/// How the devices attributed to rollout `id` said they fetched the release.
+async fn downloads(db: &impl ConnectionTrait, id: Uuid) -> Result<Downloads, DbErr> {
+    use crate::db::entities::device_report::Column;
+    use sea_orm::QuerySelect;
+    let rows: Vec<(Option<DownloadVia>, i64)> = device_report::Entity::find()
+        .select_only()
+        .column(Column::Via)
+        .column_as(Column::DeviceId.count(), "devices")
+        .filter(Column::RolloutId.eq(id))
+        .filter(Column::Via.is_not_null())
+        .group_by(Column::Via)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut downloads = Downloads::default();
+    for (via, devices) in rows {
+        let devices = u64::try_from(devices).unwrap_or_default();
+        match via {
+            Some(DownloadVia::Delta) => downloads.delta = devices,
+            Some(DownloadVia::Full) => downloads.full = devices,
+            None => {}
+        }
+    }
+    Ok(downloads)
 }
 
 /// The percent a rollout admits now.
@@ -145,6 +184,7 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
     let row = load(&txn, id).await?;
     let counts = counts(&txn, id).await?;
     let uncounted = uncounted(&txn, id).await?;
+    let downloads = downloads(&txn, id).await?;
     let events = rollout_events::list(&txn, id).await?;
     txn.commit().await?;
     Ok(RolloutView {
@@ -154,6 +194,7 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
         max_failure_rate: row.max_failure_rate,
         min_reports: row.min_reports,
         failure_rate: outcomes(&counts).failure_rate(),
+        downloads,
         counts,
         uncounted,
         chain_valid: rollout_events::verify_chain(&events, &row).is_ok(),

@@ -12,16 +12,22 @@ pub enum ObjectKey {
     Firmware(Sha256Digest),
     /// An upload in progress or abandoned.
     Staging(Uuid),
+    /// A patch from one image to another, addressed by its content (`services::deltas`).
+    Delta(Sha256Digest),
 }
 
 impl ObjectKey {
     pub const FIRMWARE_PREFIX: &str = "firmware/";
     pub const STAGING_PREFIX: &str = "staging/";
+    pub const DELTA_PREFIX: &str = "delta/";
 
     /// Parses a key the store listed; anything else (foreign objects in a shared bucket) is `None`.
     pub fn parse(raw: &str) -> Option<Self> {
         if let Some(hex) = raw.strip_prefix(Self::FIRMWARE_PREFIX) {
             return Sha256Digest::parse(hex).ok().map(Self::Firmware);
+        }
+        if let Some(hex) = raw.strip_prefix(Self::DELTA_PREFIX) {
+            return Sha256Digest::parse(hex).ok().map(Self::Delta);
         }
         let id = raw.strip_prefix(Self::STAGING_PREFIX)?;
         Uuid::parse_str(id).ok().map(Self::Staging)
@@ -37,6 +43,7 @@ impl fmt::Display for ObjectKey {
         match self {
             Self::Firmware(digest) => write!(f, "{}{digest}", Self::FIRMWARE_PREFIX),
             Self::Staging(id) => write!(f, "{}{id}", Self::STAGING_PREFIX),
+            Self::Delta(digest) => write!(f, "{}{digest}", Self::DELTA_PREFIX),
         }
     }
 }

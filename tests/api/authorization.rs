@@ -36,6 +36,8 @@ fn decisions() -> BTreeMap<(&'static str, &'static str), Policy> {
         (("post", "/v1/firmware/{id}/report"), Caller),
         (("get", "/v1/firmware/{id}/download"), CallerByDefault),
         (("head", "/v1/firmware/{id}/download"), CallerByDefault),
+        (("get", "/v1/firmware/{id}/delta/{from_sha256}"), CallerByDefault),
+        (("head", "/v1/firmware/{id}/delta/{from_sha256}"), CallerByDefault),
         (("post", "/v1/admin/firmware"), Admin),
         (("get", "/v1/admin/firmware"), Admin),
         (("get", "/v1/admin/firmware/{id}"), Admin),
@@ -43,6 +45,8 @@ fn decisions() -> BTreeMap<(&'static str, &'static str), Policy> {
         (("delete", "/v1/admin/firmware/{id}"), Admin),
         (("post", "/v1/admin/firmware/{id}/publish"), Admin),
         (("post", "/v1/admin/firmware/{id}/revoke"), Admin),
+        (("get", "/v1/admin/firmware/{id}/deltas"), Admin),
+        (("post", "/v1/admin/firmware/{id}/deltas/rebuild"), Admin),
         (("get", "/v1/admin/hardware/{hardware}/floor"), Admin),
         (("put", "/v1/admin/hardware/{hardware}/floor"), Admin),
         (("get", "/v1/admin/rollouts"), Admin),
@@ -90,6 +94,7 @@ async fn every_route_answers_each_kind_of_caller_as_its_policy_says() {
             .replace("{hardware}", "nw-s1")
             .replace("{device_id}", "d1")
             .replace("{version}", "1")
+            .replace("{from_sha256}", &"ab".repeat(32))
             .replace("{id}", if template.contains("rollouts") { &rollout_id } else { &id });
         let path = match template {
             "/v1/firmware/check" => format!("{path}?hardware=nw-s1&version=0.1.0&device_id=d1"),

@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod contract;
+mod deltas;
 mod device;
 mod device_trust;
 mod edge;

@@ -20,6 +20,10 @@ pub(super) async fn cut_off_if_failing(state: &AppState, report: &device_report:
     if limit > 0 && u32::try_from(report.failures).is_ok_and(|f| f >= limit) {
         state.catalog.cut_offs.add(&report.device_id, report.firmware_id);
     }
+    // A device that failed on a patch gets the full image next (`catalog::cut_offs`).
+    if report.delta_failures > 0 {
+        state.catalog.full_only.add(&report.device_id, report.firmware_id);
+    }
 }
 
 /// Moves devices between a rollout's per-status counts, in the report's transaction: those that

@@ -23,7 +23,7 @@ use self::counts::{count_moves, cut_off_if_failing, owner_slot_free};
 use crate::auth::Caller;
 use crate::db::entities::device_report;
 use crate::db::firmware::Release;
-use crate::domain::{Channel, DeviceId, FirmwareState, HardwareId, ReportStatus, Version};
+use crate::domain::{Channel, DeviceId, DownloadVia, FirmwareState, HardwareId, ReportStatus, Version};
 use crate::error::ApiError;
 use crate::services::releases::{self, not_found};
 use crate::state::AppState;
@@ -46,6 +46,10 @@ pub struct ReportRequest {
     pub hardware: Option<HardwareId>,
     #[schema(value_type = Option<crate::openapi::ChannelName>)]
     pub channel: Option<Channel>,
+    /// How the device fetches the release: `delta` (the patch the check offered) or `full`. A
+    /// device that reports `failed` on a delta is offered the full image from then on. Absent:
+    /// as the device last said.
+    pub via: Option<DownloadVia>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -56,6 +60,7 @@ pub struct ReportView {
     pub status: ReportStatus,
     pub error: Option<String>,
     pub report_count: i64,
+    pub via: Option<DownloadVia>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -68,6 +73,7 @@ impl From<device_report::Model> for ReportView {
             status: r.status,
             error: r.error,
             report_count: r.report_count,
+            via: r.via,
             updated_at: r.updated_at,
         }
     }
@@ -227,6 +233,10 @@ async fn first_report(
         updated_at: report.now,
         counted: attribution.counted,
         failures: i32::from(report.status == ReportStatus::Failed),
+        via: report.request.via,
+        delta_failures: i32::from(
+            report.status == ReportStatus::Failed && report.request.via == Some(DownloadVia::Delta),
+        ),
     };
     let inserted = device_report::Entity::insert(device_report::ActiveModel::from(row.clone()))
         .on_conflict(
@@ -272,9 +282,14 @@ async fn next_report(
         count_moves(txn, rollout_id, previous.counted, &[(from, -1), (status, 1)]).await?;
     }
     let count = previous.report_count + 1;
-    let failures = previous.failures + i32::from(status == ReportStatus::Failed && from != status);
+    let failed_now = status == ReportStatus::Failed && from != status;
+    let failures = previous.failures + i32::from(failed_now);
+    let via = report.request.via.or(previous.via);
+    let delta_failures = previous.delta_failures + i32::from(failed_now && via == Some(DownloadVia::Delta));
     let mut row = previous.into_active_model();
     row.status = Set(status);
+    row.via = Set(via);
+    row.delta_failures = Set(delta_failures);
     row.error = Set(report.error.clone());
     row.report_count = Set(count);
     row.failures = Set(failures);
