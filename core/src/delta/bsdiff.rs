@@ -92,6 +92,9 @@ impl Diff<'_> {
     }
 
     /// `(from_p[from_pos] == to_p[to_pos])` guarded by `from_pos < from_size`, as in the C loop.
+    /// The C code leaves `from_pos >= 0` implicit (`scsc` and `scan` never fall behind the last
+    /// match's scan, so adding its offset gives at least its position); the check only makes that
+    /// explicit.
     fn same_byte(&self, from_pos: i64, to_pos: i64) -> bool {
         from_pos < len_i64(self.from) && from_pos >= 0 && self.from[at(from_pos)] == self.to[at(to_pos)]
     }
