@@ -1,11 +1,13 @@
 //! `nowatch-ota verify`: a manifest and an image checked as a device would.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use actix_web::rt::SystemRunner;
 use clap::Args;
 
 use crate::config::Settings;
+use crate::delta::Applier;
 use crate::domain::{HardwareId, Version};
 use crate::signing::Device;
 use crate::signing::offline;
@@ -16,8 +18,17 @@ use crate::signing::root_tool::{self, RootSources};
 pub struct VerifyArgs {
     #[arg(long)]
     pub manifest: PathBuf,
+    /// The image to check; with --delta, where the image the patch gives is written (a new
+    /// file), then checked.
     #[arg(long)]
     pub image: PathBuf,
+    /// A patch (the update check's `delta`) to apply to --from first, as a watch does, with
+    /// the streaming applier of `nowatch_ota_core::delta`.
+    #[arg(long, requires = "from")]
+    pub delta: Option<PathBuf>,
+    /// The image the device runs, which --delta starts from.
+    #[arg(long, requires = "delta")]
+    pub from: Option<PathBuf>,
     /// Trusted key: base64 of the 32 raw bytes, or a PEM file. Repeatable. Or use --root.
     #[arg(long = "public-key", required_unless_present = "root", conflicts_with = "root")]
     pub public_keys: Vec<String>,
@@ -67,6 +78,10 @@ impl VerifyArgs {
             }
         };
         let device = self.device()?;
+        if let (Some(patch), Some(from)) = (&self.delta, &self.from) {
+            let written = apply_delta(from, patch, &self.image)?;
+            println!("delta: {written} bytes written to {}", self.image.display());
+        }
         let body = runtime.block_on(offline::verify_files(&self.manifest, &self.image, &keys, &device))?;
         let hardware = body.hardware.join(",");
         println!(
@@ -104,4 +119,37 @@ impl VerifyArgs {
             channel: self.channel.clone().map(|c| (c, channels)),
         })
     }
+}
+
+/// Applies `patch` to the image `from` as a watch does (4 KiB of patch at a time, a 256-byte
+/// window), writing the result to the new file `out`; removes it if the patch is refused.
+fn apply_delta(from: &Path, patch: &Path, out: &Path) -> anyhow::Result<u64> {
+    let old = std::fs::read(from).map_err(|e| anyhow::anyhow!("--from {}: {e}", from.display()))?;
+    let mut patch_file =
+        std::fs::File::open(patch).map_err(|e| anyhow::anyhow!("--delta {}: {e}", patch.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| anyhow::anyhow!("--image {}: {e}", out.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let mut applier = Applier::<256>::new();
+    let mut applied = || -> anyhow::Result<u64> {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = patch_file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            applier.push(&buf[..n], &mut old.as_slice(), &mut |bytes: &[u8]| writer.write_all(bytes))?;
+        }
+        let size = applier.finish()?;
+        writer.flush()?;
+        Ok(size)
+    };
+    let result = applied().map_err(|e| anyhow::anyhow!("delta: {e}"));
+    if result.is_err() {
+        let _ = std::fs::remove_file(out);
+    }
+    result
 }

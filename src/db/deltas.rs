@@ -118,6 +118,22 @@ pub async fn claim(
     Ok(taken.rows_affected == 1)
 }
 
+/// Extends the lease of a build that still holds `claim`; whether it still does.
+pub async fn renew(
+    db: &impl ConnectionTrait,
+    row: &firmware_delta::Model,
+    claim: Uuid,
+    until: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let renewed = firmware_delta::Entity::update_many()
+        .col_expr(Column::LeaseUntil, Expr::value(until))
+        .filter(key_condition(row))
+        .filter(Column::Claim.eq(claim))
+        .exec(db)
+        .await?;
+    Ok(renewed.rows_affected == 1)
+}
+
 /// What a finished build wrote.
 pub struct Outcome {
     pub state: DeltaState,

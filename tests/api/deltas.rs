@@ -426,6 +426,9 @@ async fn a_build_whose_instance_died_is_taken_over_once_its_lease_runs_out() {
     held.sha256 = Set(None);
     held.update(&app.state.db).await.unwrap();
     assert!(!build_next(&app.state).await.unwrap(), "a running lease is left alone");
+    // Only the claim's holder renews it.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1200);
+    assert!(!db::deltas::renew(&app.state.db, &row, uuid::Uuid::new_v4(), later).await.unwrap());
     let mut expired = firmware_delta::Entity::find_by_id((
         row.firmware_id,
         row.from_version.clone(),
@@ -441,4 +444,63 @@ async fn a_build_whose_instance_died_is_taken_over_once_its_lease_runs_out() {
     assert!(build_next(&app.state).await.unwrap());
     let list = deltas(&app, &v2).await;
     assert_eq!(list["items"][0]["state"], "ready", "{list}");
+}
+
+#[tokio::test]
+async fn verify_applies_a_served_patch_as_a_watch_does_and_refuses_a_corrupted_or_truncated_one() {
+    let app = spawn_app().await;
+    let (from, to) = esp8266_pair();
+    let (_, v2) = fleet_on_old(&app, from.clone(), to.clone(), &["watch-1"]).await;
+    settled(&app, &v2).await;
+    let offer = check(&app, "watch-1", "1.0.0").await;
+    let patch = get_bytes(&app, offer["delta"]["download_url"].as_str().unwrap(), "watch-1").await;
+    let keys: Value = app
+        .get("/v1/firmware/keys")
+        .bearer_auth(app.user_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = keys["keys"][0]["public_key"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let manifest = write("manifest.json", offer["manifest"].to_string().as_bytes());
+    let old = write("old.bin", &from);
+    let verify = |patch: &str, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_nowatch-ota"))
+            .args(["verify", "--manifest", &manifest, "--image", out, "--delta", patch, "--from", &old])
+            .args(["--public-key", &key, "--hardware", HW, "--current-version", "1.0.0"])
+            .output()
+            .unwrap()
+    };
+
+    let good = write("good.patch", &patch);
+    let out = dir.path().join("new.bin");
+    let ok = verify(&good, out.to_str().unwrap());
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK:"));
+    assert!(std::fs::read(&out).unwrap() == to, "the image written is the release's");
+
+    // A byte changed in the middle: the applier cannot tell (the format has no checksum), the
+    // manifest's SHA-256 can.
+    let mut flipped = patch.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x10;
+    let out = dir.path().join("flipped.bin");
+    let refused = verify(&write("flipped.patch", &flipped), out.to_str().unwrap());
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(stderr.contains("SHA-256") || stderr.contains("delta:"), "{stderr}");
+
+    let out = dir.path().join("truncated.bin");
+    let truncated = verify(&write("truncated.patch", &patch[..patch.len() / 2]), out.to_str().unwrap());
+    assert!(!truncated.status.success());
+    assert!(String::from_utf8_lossy(&truncated.stderr).contains("delta:"));
+    assert!(!out.exists(), "nothing half-written stays behind");
 }

@@ -2,7 +2,9 @@
 //! one row at a time, never on a request path. A build holds both images, the old one's suffix
 //! array (4 bytes a byte) and the patch in memory, so images above `delta.max_image_bytes` get
 //! none. The patch is applied once before it is stored: a patch that does not give back the
-//! image byte for byte is a failed build, never an offer.
+//! image byte for byte is a failed build, never an offer. A build renews its claim's lease while
+//! it runs, so a slow one is not built twice; a crashed instance's lease runs out and another
+//! instance takes the row over.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -67,7 +69,7 @@ pub async fn build_next(state: &AppState) -> anyhow::Result<bool> {
 }
 
 async fn build_claimed(state: &AppState, row: firmware_delta::Model, claim: Uuid) -> anyhow::Result<()> {
-    let outcome = match build(state, &row).await {
+    let outcome = match with_lease(state, &row, claim, build(state, &row)).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::warn!(firmware_id = %row.firmware_id, from = %row.from_version, error = %e, "delta build failed");
@@ -81,6 +83,32 @@ async fn build_claimed(state: &AppState, row: firmware_delta::Model, claim: Uuid
         state.release_changed(row.firmware_id).await;
     }
     Ok(())
+}
+
+/// Runs `build` while renewing the claim's lease every third of `delta.lease_s`: a long build
+/// (some inputs take minutes; see `nowatch_ota_core::delta::create_patch`) keeps its claim, and
+/// only a build whose instance stopped renewing is taken over.
+async fn with_lease<T>(
+    state: &AppState,
+    row: &firmware_delta::Model,
+    claim: Uuid,
+    build: impl std::future::Future<Output = T>,
+) -> T {
+    let lease_s = state.settings.delta.lease_s;
+    let mut renew = tokio::time::interval(Duration::from_secs((lease_s / 3).max(1)));
+    renew.tick().await;
+    tokio::pin!(build);
+    loop {
+        tokio::select! {
+            done = &mut build => return done,
+            _ = renew.tick() => {
+                let until = Utc::now() + chrono::Duration::seconds(i64::try_from(lease_s).unwrap_or(i64::MAX / 2));
+                if let Err(e) = db::deltas::renew(&state.db, row, claim, until).await {
+                    tracing::warn!(firmware_id = %row.firmware_id, error = %e, "could not renew a delta build's lease");
+                }
+            }
+        }
+    }
 }
 
 fn truncated(reason: &str) -> String {
