@@ -78,6 +78,11 @@ impl ApiError {
         Self::BadRequest(vec![format!("{field}: {problem}")])
     }
 
+    /// The 404 of a release that does not exist (or that the caller may not see).
+    pub fn firmware_not_found(id: uuid::Uuid) -> Self {
+        Self::NotFound(format!("firmware {id} not found"))
+    }
+
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         Self::Internal(error.into())
     }

@@ -61,7 +61,7 @@ pub struct Page<T> {
 }
 
 pub fn not_found(id: Uuid) -> ApiError {
-    ApiError::NotFound(format!("firmware {id} not found"))
+    ApiError::firmware_not_found(id)
 }
 
 async fn load(state: &AppState, id: Uuid) -> Result<Release, ApiError> {

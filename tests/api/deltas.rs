@@ -504,3 +504,27 @@ async fn verify_applies_a_served_patch_as_a_watch_does_and_refuses_a_corrupted_o
     assert!(String::from_utf8_lossy(&truncated.stderr).contains("delta:"));
     assert!(!out.exists(), "nothing half-written stays behind");
 }
+
+#[tokio::test]
+async fn patches_planned_by_an_instance_that_stopped_are_built_by_the_next_one_on_the_same_database() {
+    let first = app_without_builders().await;
+    let (from, to) = esp8266_pair();
+    let (_, v2) = fleet_on_old(&first, from, to, &["watch-1"]).await;
+    assert_eq!(deltas(&first, &v2).await["items"][0]["state"], "pending");
+    // A second instance (builders on) on the same database and store, as after a restart.
+    let settings = &first.state.settings;
+    let url = settings.database.url.clone();
+    let root = settings.storage.fs.root.display().to_string();
+    let bucket = settings.storage.s3.bucket.clone();
+    let mut overrides =
+        vec![("NOWATCH_OTA__DATABASE__URL", url.as_str()), ("NOWATCH_OTA__STORAGE__FS__ROOT", root.as_str())];
+    if !bucket.is_empty() {
+        overrides.push(("NOWATCH_OTA__STORAGE__S3__BUCKET", bucket.as_str()));
+    }
+    let second = spawn_app_with(&overrides).await;
+    let list = settled(&second, &v2).await;
+    assert_eq!(list["items"][0]["state"], "ready", "{list}");
+    // The first instance offers it too once its catalog is rebuilt (every firmware.catalog_refresh_s).
+    first.state.catalog_changed().await;
+    assert!(check(&first, "watch-1", "1.0.0").await.get("delta").is_some());
+}

@@ -30,7 +30,6 @@ use crate::db;
 use crate::db::entities::firmware_delta;
 use crate::domain::{DeltaState, FirmwareState, Version};
 use crate::error::ApiError;
-use crate::services::releases::not_found;
 use crate::state::AppState;
 
 pub use view::{DeltaList, DeltaView};
@@ -140,7 +139,7 @@ pub async fn plan_offered(state: &AppState) {
 
 /// `GET /v1/admin/firmware/{id}/deltas`.
 pub async fn list(state: &AppState, id: Uuid) -> Result<DeltaList, ApiError> {
-    let release = db::firmware::find(&state.db, id).await?.ok_or_else(|| not_found(id))?;
+    let release = db::firmware::find(&state.db, id).await?.ok_or_else(|| ApiError::firmware_not_found(id))?;
     let rows = db::deltas::of_release(&state.db, id).await?;
     Ok(DeltaList::new(&release.row, rows))
 }
@@ -149,7 +148,7 @@ pub async fn list(state: &AppState, id: Uuid) -> Result<DeltaList, ApiError> {
 /// afresh (a build in flight loses its claim and its result is dropped). Only published
 /// releases have patches.
 pub async fn rebuild(state: &AppState, id: Uuid, actor: &str) -> Result<DeltaList, ApiError> {
-    let release = db::firmware::find(&state.db, id).await?.ok_or_else(|| not_found(id))?;
+    let release = db::firmware::find(&state.db, id).await?.ok_or_else(|| ApiError::firmware_not_found(id))?;
     if release.row.state != FirmwareState::Published {
         return Err(ApiError::Conflict(format!(
             "firmware {id} is {}: only published releases have deltas",
