@@ -127,25 +127,28 @@ async fn the_patch_the_service_builds_and_serves_gives_the_new_image_with_detool
     assert_eq!(delta["sha256"], sha256_hex(&patch));
     // The goal: no larger than detools' own heatshrink patch of this pair.
     assert!(patch.len() <= 96_957, "patch of {} bytes", patch.len());
+    assert_both_appliers_give(&from, &patch, &to);
+}
 
-    // The reference implementation applies it...
+/// Python detools (the reference) and our streaming applier, fed the patch in BLE-sized
+/// pieces, both turn `from` into `to` with `patch`.
+fn assert_both_appliers_give(from: &[u8], patch: &[u8], to: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let (from_file, patch_file, to_file) =
         (dir.path().join("from.bin"), dir.path().join("patch"), dir.path().join("to.bin"));
-    std::fs::write(&from_file, &from).unwrap();
-    std::fs::write(&patch_file, &patch).unwrap();
-    std::fs::write(&to_file, &to).unwrap();
+    std::fs::write(&from_file, from).unwrap();
+    std::fs::write(&patch_file, patch).unwrap();
+    std::fs::write(&to_file, to).unwrap();
     let python = Command::new(repo().join("tests/delta/python-applies"))
         .args([&from_file, &patch_file, &to_file])
         .output()
         .unwrap();
     assert!(python.status.success(), "detools: {}", String::from_utf8_lossy(&python.stderr));
-    // ... and so does ours, streaming, fed the patch in BLE-sized pieces.
     let mut applier = nowatch_ota::delta::Applier::<256>::new();
     let mut image = Vec::new();
     for piece in patch.chunks(20) {
         applier
-            .push(piece, &mut from.as_slice(), &mut |bytes: &[u8]| {
+            .push(piece, &mut &from[..], &mut |bytes: &[u8]| {
                 image.extend_from_slice(bytes);
                 Ok::<(), std::convert::Infallible>(())
             })
@@ -153,6 +156,43 @@ async fn the_patch_the_service_builds_and_serves_gives_the_new_image_with_detool
     }
     assert_eq!(applier.finish().unwrap(), to.len() as u64);
     assert!(image == to, "our applier's image differs");
+}
+
+#[tokio::test]
+async fn the_patches_served_for_the_pybv11_pairs_give_the_new_image_with_detools_and_with_our_applier() {
+    let dir = detools_files().join("pybv11");
+    let image = |build: &str| std::fs::read(dir.join(build).join("firmware1.bin")).unwrap();
+    for old in ["v1.10", "1f5d945af"] {
+        let app = spawn_app().await;
+        let (from, to) = (image(old), image("1f5d945af-dirty"));
+        let (_, v2) = fleet_on_old(&app, from.clone(), to.clone(), &["watch-1"]).await;
+        let list = settled(&app, &v2).await;
+        assert_eq!(list["items"][0]["state"], "ready", "{old}: {list}");
+        let offer = check(&app, "watch-1", "1.0.0").await;
+        let patch = get_bytes(&app, offer["delta"]["download_url"].as_str().unwrap(), "watch-1").await;
+        assert!(patch.len() < to.len() / 5, "{old}: a patch of {} bytes", patch.len());
+        assert_both_appliers_give(&from, &patch, &to);
+    }
+}
+
+#[tokio::test]
+async fn behind_nginx_a_delta_download_is_handed_off_like_the_image() {
+    let app = spawn_app_with(&[("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE", "accel")]).await;
+    let (from, to) = esp8266_pair();
+    let (_, v2) = fleet_on_old(&app, from, to, &["watch-1"]).await;
+    settled(&app, &v2).await;
+    let offer = check(&app, "watch-1", "1.0.0").await;
+    let response = app
+        .client
+        .get(offer["delta"]["download_url"].as_str().unwrap())
+        .bearer_auth(app.owner_token("watch-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sha = offer["delta"]["sha256"].as_str().unwrap();
+    assert_eq!(response.headers()["x-accel-redirect"], format!("/_nowatch_blobs/delta/{sha}").as_str());
+    assert_eq!(response.headers()["etag"], format!("\"{sha}\"").as_str());
 }
 
 #[tokio::test]
