@@ -78,11 +78,21 @@ async fn settled(app: &TestApp, id: &str) -> Value {
         let list = deltas(app, id).await;
         let items = list["items"].as_array().unwrap();
         if !items.is_empty() && items.iter().all(|d| d["state"] != "pending" && d["state"] != "building") {
-            return list;
+            // The builder swaps a ready patch into this instance's catalog just after it
+            // commits the row: wait for that too, or a check right after may not offer it yet.
+            let ready = items.iter().any(|d| d["state"] == "ready");
+            if !ready || catalog_offers_a_patch(app, id) {
+                return list;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("deltas of {id} did not settle: {}", deltas(app, id).await);
+}
+
+fn catalog_offers_a_patch(app: &TestApp, id: &str) -> bool {
+    let id: uuid::Uuid = id.parse().unwrap();
+    app.state.catalog.snapshot().by_id.get(&id).is_some_and(|release| !release.deltas.is_empty())
 }
 
 /// `old` published and installed by `devices`, then `new` published: the id of each.
@@ -177,7 +187,12 @@ async fn the_patches_served_for_the_pybv11_pairs_give_the_new_image_with_detools
 
 #[tokio::test]
 async fn behind_nginx_a_delta_download_is_handed_off_like_the_image() {
-    let app = spawn_app_with(&[("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE", "accel")]).await;
+    // accel hands files to nginx: the filesystem store, whatever the suite's store is.
+    let app = spawn_app_with(&[
+        ("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE", "accel"),
+        ("NOWATCH_OTA__STORAGE__BACKEND", "fs"),
+    ])
+    .await;
     let (from, to) = esp8266_pair();
     let (_, v2) = fleet_on_old(&app, from, to, &["watch-1"]).await;
     settled(&app, &v2).await;
