@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::Utc;
 use futures_util::TryStreamExt;
 use nowatch_ota_core::delta::{self, Compression};
@@ -173,7 +173,7 @@ async fn read_image(state: &AppState, digest: &Sha256Digest, max: u64) -> anyhow
     if size > max {
         return Ok(None);
     }
-    let mut bytes = BytesMut::with_capacity(usize::try_from(size)?);
+    let mut bytes = Vec::with_capacity(usize::try_from(size)?);
     let mut stream = state.store.open(&key, None).await?;
     while let Some(chunk) = stream.try_next().await? {
         if (bytes.len() + chunk.len()) as u64 > max {
@@ -184,7 +184,7 @@ async fn read_image(state: &AppState, digest: &Sha256Digest, max: u64) -> anyhow
     if Sha256::digest(&bytes).as_slice() != digest.as_bytes() {
         anyhow::bail!("image {digest} in the store does not match its digest");
     }
-    Ok(Some(bytes.to_vec()))
+    Ok(Some(bytes))
 }
 
 /// Stores the patch under `delta/<sha256>`, through staging like an upload.
