@@ -23,5 +23,6 @@ pub mod telemetry;
 
 /// The domain types and the delta codec live in `nowatch-ota-core`, shared with the fuzz
 /// targets and device-side tools.
+pub use nowatch_ota_core::chunks;
 pub use nowatch_ota_core::delta;
 pub use nowatch_ota_core::domain;

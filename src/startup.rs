@@ -151,7 +151,7 @@ fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
 }
 
 /// Periodic maintenance: rollout evaluation, the catalog refresh, forgetting idle limiter
-/// entries, the storage sweep, and planning and building deltas.
+/// entries, the storage sweep, the chunk-table backfill, and planning and building deltas.
 fn spawn_background_tasks(state: web::Data<AppState>) {
     if state.settings.delta.enabled {
         spawn_delta_tasks(&state);
@@ -188,6 +188,17 @@ fn spawn_background_tasks(state: web::Data<AppState>) {
         }
     });
     let every = Duration::from_secs(state.settings.storage.sweep_interval_s.max(1));
+    // Chunk tables of releases published before they existed: at start-up, then with the sweep.
+    let backfill_state = state.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = crate::services::chunks::backfill(&backfill_state).await {
+                tracing::warn!(error = %e, "chunk table backfill failed");
+            }
+        }
+    });
     let ttl = Duration::from_secs(state.settings.storage.staging_ttl_s);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);

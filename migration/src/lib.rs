@@ -11,6 +11,7 @@ pub mod m20261201_000004_one_live_rollout_per_channel;
 mod m20261201_000005_add_device_owner;
 mod m20261203_000006_drop_write_only_columns;
 mod m20261203_000007_create_firmware_delta;
+mod m20261207_000008_add_chunk_table_and_relay;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_add_device_owner::Migration),
             Box::new(m20261203_000006_drop_write_only_columns::Migration),
             Box::new(m20261203_000007_create_firmware_delta::Migration),
+            Box::new(m20261207_000008_add_chunk_table_and_relay::Migration),
         ]
     }
 }

@@ -10,7 +10,9 @@ use serde_json::value::RawValue;
 use crate::config::Settings;
 use crate::db::entities::firmware;
 use crate::domain::Version;
-use crate::signing::{MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSigner, SPEC_VERSION};
+use crate::signing::{
+    MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSigner, SPEC_VERSION, SPEC_VERSION_CHUNKED,
+};
 
 /// A manifest, signed, with its JSON ready to send.
 #[derive(Debug)]
@@ -32,9 +34,13 @@ pub(super) fn manifest_body(
     channel: &str,
     floor: Option<&Version>,
 ) -> anyhow::Result<ManifestBody> {
+    let chunks = super::ChunkTable::of(row);
     Ok(ManifestBody {
         kind: MANIFEST_TYPE.into(),
-        spec_version: SPEC_VERSION.into(),
+        spec_version: match chunks {
+            Some(_) => SPEC_VERSION_CHUNKED.into(),
+            None => SPEC_VERSION.into(),
+        },
         firmware_id: row.id.to_string(),
         version: row.version.clone(),
         // Only the hardware this manifest was issued for: its floor is this one's, so a device
@@ -49,6 +55,8 @@ pub(super) fn manifest_body(
         issued_at: String::new(),
         expires_at: String::new(),
         release_signature: row.release_signature.clone(),
+        chunk_size: chunks.as_ref().map(|c| c.chunk_size),
+        chunk_table_sha256: chunks.map(|c| c.sha256),
     })
 }
 
@@ -86,5 +94,7 @@ fn sign(
     body.expires_at = expires_at.format(format).to_string();
     let envelope = ManifestEnvelope::sign(&body, signer)?;
     let tag = envelope.signatures.first().map(|s| s.sig.chars().take(22).collect()).unwrap_or_default();
-    Ok(SignedManifest { json: serde_json::value::to_raw_value(&envelope)?, tag, expires_at })
+    // Served as is (the check and `/manifest`): `signed` stands as the very bytes signed.
+    let json = RawValue::from_string(envelope.to_served_json()?)?;
+    Ok(SignedManifest { json, tag, expires_at })
 }

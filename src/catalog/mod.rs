@@ -91,6 +91,28 @@ pub struct Offered {
     pub manifests: HashMap<(String, usize), Arc<SignedManifest>>,
     /// Ready patches to it from the versions devices run.
     pub deltas: DeltaOffers,
+    /// Its chunk table, once built (`services::chunks`).
+    pub chunks: Option<ChunkTable>,
+}
+
+/// A release's chunk table: what its manifests sign and `GET /v1/firmware/{id}/chunks` serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkTable {
+    pub chunk_size: u32,
+    /// SHA-256 of the table, lowercase hex.
+    pub sha256: String,
+    /// Its length: 32 bytes a chunk.
+    pub len: u64,
+}
+
+impl ChunkTable {
+    /// The table a stored release has, if it has one.
+    pub fn of(row: &firmware::Model) -> Option<Self> {
+        let chunk_size = u32::try_from(row.chunk_size?).ok()?;
+        let size = u64::try_from(row.size).ok()?;
+        let sha256 = row.chunk_table_sha256.clone()?;
+        Some(Self { chunk_size, sha256, len: crate::chunks::table_len(size, chunk_size) })
+    }
 }
 
 impl Offered {
@@ -296,6 +318,7 @@ fn build_offered(
     let digest =
         crate::domain::Sha256Digest::parse(&row.sha256).map_err(|e| anyhow::anyhow!("stored sha256: {e}"))?;
     Ok(Some(Offered {
+        chunks: ChunkTable::of(&row),
         id: row.id,
         version,
         min_from_version,

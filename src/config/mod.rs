@@ -208,6 +208,8 @@ pub struct FirmwareSettings {
     pub catalog_refresh_s: u64,
     /// A device that checks again sooner is answered 429 with `Retry-After`; 0: no limit.
     pub min_check_interval_s: u64,
+    /// Bytes per chunk of a newly published image's chunk table (`crate::chunks`).
+    pub chunk_size: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -163,6 +163,9 @@ impl Settings {
         if firmware.catalog_refresh_s == 0 {
             return fail("firmware.catalog_refresh_s", "must be at least 1");
         }
+        if !crate::chunks::valid_chunk_size(firmware.chunk_size) {
+            return fail("firmware.chunk_size", "must be a power of two from 512 to 65536");
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The database: connecting (SQLite with WAL and foreign keys, or PostgreSQL), migrating, the
 //! sea-orm entities, and the queries the services need, one module per aggregate.
 
+pub mod chunk_tables;
 pub mod deltas;
 pub mod entities;
 pub mod firmware;

@@ -15,7 +15,7 @@ use crate::openapi::{BadInput, Conflict, JsonBody, NeedsToken, NotFound};
 use crate::openapi::{ChannelName, DeviceName, HardwareName, SemVer};
 use crate::routes::http::{if_none_match, parse_id};
 use crate::routes::json::Json;
-use crate::routes::{delta, download};
+use crate::routes::{chunks, delta, download};
 use crate::services::offers::{self, CheckRequest, CheckResponse, PublicReleaseList};
 use crate::services::reports::{self, ReportRequest, ReportView};
 use crate::signing::KeyList;
@@ -33,6 +33,8 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(download::head)
         .service(delta::serve)
         .service(delta::head)
+        .service(chunks::serve)
+        .service(chunks::head)
         .service(report);
 }
 

@@ -2,6 +2,7 @@
 //! Every write is one database transaction, attributed to the caller's `sub`.
 
 pub mod channel_access;
+pub mod chunks;
 pub mod deltas;
 pub mod devices;
 pub mod downloads;
@@ -9,6 +10,7 @@ pub mod floors;
 pub mod limits;
 pub mod metrics_scrape;
 pub mod offers;
+pub mod relay_sums;
 pub mod releases;
 pub mod reports;
 pub mod rollout_engine;

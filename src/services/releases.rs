@@ -204,6 +204,8 @@ pub async fn publish(
     actor: &str,
 ) -> Result<RolloutView, ApiError> {
     let plan = RolloutPlan::checked(state, &request)?;
+    // Before the rollout exists: no manifest of a published release goes out without its table.
+    crate::services::chunks::ensure(state, id).await?;
     let txn = crate::db::begin_write(&state.db).await?;
     let release = publishable(state, &txn, id, &plan.channel).await?;
     let now = Utc::now();

@@ -69,6 +69,8 @@ pub struct RolloutView {
     pub failure_rate: Option<f64>,
     /// Devices attributed to it by how they said they fetched the release.
     pub downloads: Downloads,
+    /// Its devices whose phone relays the update to the watch.
+    pub relay: crate::services::relay_sums::RelaySums,
     pub chain_valid: bool,
     /// Why this rollout cannot be evaluated (stored data it cannot read), if it cannot: the
     /// engine skips it and leaves it where it is; pause and abort still work.
@@ -185,6 +187,7 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
     let counts = counts(&txn, id).await?;
     let uncounted = uncounted(&txn, id).await?;
     let downloads = downloads(&txn, id).await?;
+    let relay = crate::services::relay_sums::of_rollout(&txn, id).await?;
     let events = rollout_events::list(&txn, id).await?;
     txn.commit().await?;
     Ok(RolloutView {
@@ -195,6 +198,7 @@ pub async fn view(state: &AppState, id: Uuid) -> Result<RolloutView, ApiError> {
         min_reports: row.min_reports,
         failure_rate: outcomes(&counts).failure_rate(),
         downloads,
+        relay,
         counts,
         uncounted,
         chain_valid: rollout_events::verify_chain(&events, &row).is_ok(),

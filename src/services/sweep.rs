@@ -1,7 +1,7 @@
 //! Storage hygiene: staging objects older than `storage.staging_ttl_s` (abandoned or crashed
 //! uploads), multipart uploads left incomplete (S3), images no release references (deleted
-//! drafts, lost upload races) and patches no ready delta of a published release refers to
-//! (rebuilt, revoked, dropped builds) are deleted. All wait out the same TTL, so an upload in flight is
+//! drafts, lost upload races), patches no ready delta of a published release refers to
+//! (rebuilt, revoked, dropped builds) and chunk tables no release records are deleted. All wait out the same TTL, so an upload in flight is
 //! never swept from under itself.
 //!
 //! An image is deleted only if, at the moment of the delete, it is still unmodified since
@@ -44,6 +44,17 @@ pub async fn run(state: &AppState, ttl: Duration) -> anyhow::Result<SweepReport>
             continue;
         };
         if object.modified > cutoff || db::deltas::patch_in_use(&state.db, &digest.to_hex()).await? {
+            continue;
+        }
+        if state.store.delete_if_unmodified_since(&key, cutoff).await? {
+            orphans += 1;
+        }
+    }
+    for object in state.store.list(ObjectKey::CHUNKS_PREFIX).await? {
+        let Some(key @ ObjectKey::Chunks(digest)) = ObjectKey::parse(&object.key) else {
+            continue;
+        };
+        if object.modified > cutoff || db::chunk_tables::in_use(&state.db, &digest.to_hex()).await? {
             continue;
         }
         if state.store.delete_if_unmodified_since(&key, cutoff).await? {

@@ -151,6 +151,9 @@ fn draft_row(
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
+        // Built at publish (`services::chunks`): a draft is never relayed.
+        chunk_size: None,
+        chunk_table_sha256: None,
     })
 }
 

@@ -32,7 +32,12 @@ pub struct FsStore {
 
 impl FsStore {
     pub async fn new(root: PathBuf) -> std::io::Result<Self> {
-        for prefix in [ObjectKey::FIRMWARE_PREFIX, ObjectKey::STAGING_PREFIX, ObjectKey::DELTA_PREFIX] {
+        for prefix in [
+            ObjectKey::FIRMWARE_PREFIX,
+            ObjectKey::STAGING_PREFIX,
+            ObjectKey::DELTA_PREFIX,
+            ObjectKey::CHUNKS_PREFIX,
+        ] {
             tokio::fs::create_dir_all(root.join(prefix)).await?;
         }
         Ok(Self { root })

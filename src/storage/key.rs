@@ -14,12 +14,15 @@ pub enum ObjectKey {
     Staging(Uuid),
     /// A patch from one image to another, addressed by its content (`services::deltas`).
     Delta(Sha256Digest),
+    /// An image's chunk table, addressed by its content (`services::chunks`).
+    Chunks(Sha256Digest),
 }
 
 impl ObjectKey {
     pub const FIRMWARE_PREFIX: &str = "firmware/";
     pub const STAGING_PREFIX: &str = "staging/";
     pub const DELTA_PREFIX: &str = "delta/";
+    pub const CHUNKS_PREFIX: &str = "chunks/";
 
     /// Parses a key the store listed; anything else (foreign objects in a shared bucket) is `None`.
     pub fn parse(raw: &str) -> Option<Self> {
@@ -28,6 +31,9 @@ impl ObjectKey {
         }
         if let Some(hex) = raw.strip_prefix(Self::DELTA_PREFIX) {
             return Sha256Digest::parse(hex).ok().map(Self::Delta);
+        }
+        if let Some(hex) = raw.strip_prefix(Self::CHUNKS_PREFIX) {
+            return Sha256Digest::parse(hex).ok().map(Self::Chunks);
         }
         let id = raw.strip_prefix(Self::STAGING_PREFIX)?;
         Uuid::parse_str(id).ok().map(Self::Staging)
@@ -44,6 +50,7 @@ impl fmt::Display for ObjectKey {
             Self::Firmware(digest) => write!(f, "{}{digest}", Self::FIRMWARE_PREFIX),
             Self::Staging(id) => write!(f, "{}{id}", Self::STAGING_PREFIX),
             Self::Delta(digest) => write!(f, "{}{digest}", Self::DELTA_PREFIX),
+            Self::Chunks(digest) => write!(f, "{}{digest}", Self::CHUNKS_PREFIX),
         }
     }
 }

@@ -38,6 +38,8 @@ fn decisions() -> BTreeMap<(&'static str, &'static str), Policy> {
         (("head", "/v1/firmware/{id}/download"), CallerByDefault),
         (("get", "/v1/firmware/{id}/delta/{from_sha256}"), CallerByDefault),
         (("head", "/v1/firmware/{id}/delta/{from_sha256}"), CallerByDefault),
+        (("get", "/v1/firmware/{id}/chunks"), CallerByDefault),
+        (("head", "/v1/firmware/{id}/chunks"), CallerByDefault),
         (("post", "/v1/admin/firmware"), Admin),
         (("get", "/v1/admin/firmware"), Admin),
         (("get", "/v1/admin/firmware/{id}"), Admin),

@@ -109,6 +109,8 @@ impl Ceremony {
             issued_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             expires_at: (now + Duration::days(7)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             release_signature: None,
+            chunk_size: None,
+            chunk_table_sha256: None,
         };
         let envelope = ManifestEnvelope::sign(&body, &ManifestSigner::new(key, Vec::new())).unwrap();
         let path = self.path(&format!("manifest-{signer}.json"));

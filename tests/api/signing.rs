@@ -31,6 +31,8 @@ fn body(bytes: &[u8], notes_like: &str) -> ManifestBody {
         issued_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         expires_at: (now + Duration::days(7)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         release_signature: None,
+        chunk_size: None,
+        chunk_table_sha256: None,
     }
 }
 

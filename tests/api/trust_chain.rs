@@ -110,6 +110,8 @@ fn signed_body(bytes: &[u8], version: &str, channel: &str, min_from: Option<&str
         issued_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         expires_at: (now + Duration::days(7)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         release_signature: None,
+        chunk_size: None,
+        chunk_table_sha256: None,
     }
 }
 

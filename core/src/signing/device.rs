@@ -146,6 +146,8 @@ mod tests {
             issued_at: String::new(),
             expires_at: String::new(),
             release_signature: None,
+            chunk_size: None,
+            chunk_table_sha256: None,
         }
     }
 

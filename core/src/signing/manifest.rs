@@ -11,7 +11,11 @@ use serde_json::Value;
 use super::{ManifestSigner, canonical_json};
 
 pub const MANIFEST_TYPE: &str = "nowatch-firmware-manifest";
+/// Manifests without a chunk table.
 pub const SPEC_VERSION: &str = "1.0";
+/// Manifests with a chunk table (`chunk_size`, `chunk_table_sha256`); a 1.0 verifier ignores
+/// those fields and still checks the whole image.
+pub const SPEC_VERSION_CHUNKED: &str = "1.1";
 
 /// What a manifest asserts about one release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +38,12 @@ pub struct ManifestBody {
     pub expires_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_signature: Option<String>,
+    /// Bytes per chunk of the chunk table (spec 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<u32>,
+    /// SHA-256 of the chunk table, lowercase hex (spec 1.1; see [`crate::chunks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_table_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -55,6 +65,16 @@ impl ManifestEnvelope {
         let signed = serde_json::to_value(body)?;
         let sig = signer.sign(&canonical_json(&signed)?);
         Ok(Self { signed, signatures: vec![ManifestSignature { key_id: signer.key_id().to_owned(), sig }] })
+    }
+
+    /// The envelope as the service serves it: `{"signed":<S>,"signatures":[...]}` with no
+    /// whitespace, where `<S>` is exactly the canonical JSON the signatures cover. A device
+    /// verifies the signature over the bytes of `signed` as they stand, never re-serialising
+    /// (the watch verifier, `nowatch-ota-watch`, does so).
+    pub fn to_served_json(&self) -> anyhow::Result<String> {
+        let signed = String::from_utf8(canonical_json(&self.signed)?)?;
+        let signatures = serde_json::to_string(&self.signatures)?;
+        Ok(format!("{{\"signed\":{signed},\"signatures\":{signatures}}}"))
     }
 
     /// When the manifest stops being valid, if it says.

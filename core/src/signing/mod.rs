@@ -14,7 +14,7 @@ pub use device::{Check, DEVICE_CHECKS, Device, check_body};
 pub use event_chain::{ChainEvent, GENESIS_HASH, event_hash};
 pub use keys::{KeyInfo, KeyList, ManifestSigner, key_id};
 pub use manifest::{
-    MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSignature, SPEC_VERSION, VerifyError,
-    check_expiry, check_type, verify_manifest, verify_signature,
+    MANIFEST_TYPE, ManifestBody, ManifestEnvelope, ManifestSignature, SPEC_VERSION, SPEC_VERSION_CHUNKED,
+    VerifyError, check_expiry, check_type, verify_manifest, verify_signature,
 };
 pub use root::{Root, RootBody, RootEnvelope, RootError, RootKey, TrustedRoot, verify_chain};

@@ -23,6 +23,10 @@ pub struct Model {
     pub via: Option<crate::domain::DownloadVia>,
     /// `failed` reports while on a delta: the device is offered the full image from then on.
     pub delta_failures: i32,
+    /// Bytes the phone said it delivered to the watch (null: not relayed).
+    pub relay_bytes_delivered: Option<i64>,
+    /// Chunks the watch rejected during the relay, as the phone said.
+    pub relay_chunks_rejected: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,10 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub revoked_by: Option<String>,
     pub revoke_reason: Option<String>,
+    /// Bytes per chunk of the image's chunk table, once it is built (`services::chunks`).
+    pub chunk_size: Option<i32>,
+    /// SHA-256 of the chunk table (stored as `chunks/<sha256>`), which its manifests sign.
+    pub chunk_table_sha256: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

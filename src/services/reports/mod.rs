@@ -8,6 +8,9 @@
 mod attribution;
 mod counts;
 mod device;
+mod relay;
+
+pub use relay::{RelayReport, RelayVia};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, LockType, OnConflict};
@@ -50,6 +53,9 @@ pub struct ReportRequest {
     /// device that reports `failed` on a delta is offered the full image from then on. Absent:
     /// as the device last said.
     pub via: Option<DownloadVia>,
+    /// The phone's relay to the watch, when it relays: sent with each progress report
+    /// (repeating a status with new figures records them). Absent: as the device last said.
+    pub relay: Option<RelayReport>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -61,11 +67,14 @@ pub struct ReportView {
     pub error: Option<String>,
     pub report_count: i64,
     pub via: Option<DownloadVia>,
+    /// The latest relay figures, if the phone relays this update.
+    pub relay: Option<RelayReport>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl From<device_report::Model> for ReportView {
     fn from(r: device_report::Model) -> Self {
+        let relay = RelayReport::of(&r);
         Self {
             device_id: r.device_id,
             firmware_id: r.firmware_id,
@@ -74,6 +83,7 @@ impl From<device_report::Model> for ReportView {
             error: r.error,
             report_count: r.report_count,
             via: r.via,
+            relay,
             updated_at: r.updated_at,
         }
     }
@@ -125,6 +135,8 @@ struct Report<'a> {
     hardware: String,
     status: ReportStatus,
     error: Option<String>,
+    /// `relay` as stored: bytes delivered, chunks rejected.
+    relay: Option<(i64, i64)>,
     now: DateTime<Utc>,
 }
 
@@ -145,7 +157,9 @@ pub async fn record(
         return Err(not_found(firmware_id));
     }
     let hardware = hardware_of(&request, &release)?;
-    let report = Report { request: &request, release: &release, hardware, status, error, now: Utc::now() };
+    let relay = request.relay.map(|r| r.checked(release.row.size)).transpose()?;
+    let report =
+        Report { request: &request, release: &release, hardware, status, error, relay, now: Utc::now() };
     // Before anything about the device is read or said: whose it is.
     let device = device::claim(state, &txn, caller, &request.device_id, &report.hardware, report.now).await?;
     let key = (request.device_id.to_string(), firmware_id);
@@ -162,8 +176,11 @@ pub async fn record(
     }
     let previous = previous.ok_or_else(|| ApiError::internal(anyhow::anyhow!("device report vanished")))?;
     let from = previous.status;
+    let relay_unchanged = report.relay.is_none_or(|(bytes, rejected)| {
+        (previous.relay_bytes_delivered, previous.relay_chunks_rejected) == (Some(bytes), Some(rejected))
+    });
     match transition_allowed(from, status) {
-        None if previous.error == report.error => Ok(previous.into()),
+        None if previous.error == report.error && relay_unchanged => Ok(previous.into()),
         None | Some(true) => {
             let row = next_report(&txn, previous, from, &report).await?;
             finish(state, txn, &report, row).await
@@ -237,6 +254,8 @@ async fn first_report(
         delta_failures: i32::from(
             report.status == ReportStatus::Failed && report.request.via == Some(DownloadVia::Delta),
         ),
+        relay_bytes_delivered: report.relay.map(|r| r.0),
+        relay_chunks_rejected: report.relay.map(|r| r.1),
     };
     let inserted = device_report::Entity::insert(device_report::ActiveModel::from(row.clone()))
         .on_conflict(
@@ -293,6 +312,10 @@ async fn next_report(
     row.error = Set(report.error.clone());
     row.report_count = Set(count);
     row.failures = Set(failures);
+    if let Some((bytes, rejected)) = report.relay {
+        row.relay_bytes_delivered = Set(Some(bytes));
+        row.relay_chunks_rejected = Set(Some(rejected));
+    }
     row.updated_at = Set(report.now);
     Ok(row.update(txn).await?)
 }

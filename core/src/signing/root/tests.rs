@@ -54,6 +54,8 @@ fn manifest(signer: u8) -> ManifestEnvelope {
         issued_at: now().to_rfc3339(),
         expires_at: (now() + Duration::days(7)).to_rfc3339(),
         release_signature: None,
+        chunk_size: None,
+        chunk_table_sha256: None,
     };
     ManifestEnvelope::sign(&body, &ManifestSigner::new(key(signer), Vec::new())).unwrap()
 }

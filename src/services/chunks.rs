@@ -1,0 +1,131 @@
+//! Chunk tables: every published image gets one (`nowatch_ota_core::chunks`), built when it is
+//! first published, before its rollout exists, so no manifest of a published release goes out
+//! without it; releases published before tables existed get theirs from the backfill, which
+//! every instance runs at start-up and with each storage sweep. A table is read from the image
+//! as it streams (one chunk's hash state in memory, never the image), checked against the
+//! image's size and SHA-256, and stored content-addressed as `chunks/<sha256>` through staging
+//! like an upload; the row then records it with a conditional update, so two instances that
+//! build one table at once record it once.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use uuid::Uuid;
+
+use crate::chunks::{ChunkHasher, table_len};
+use crate::db;
+use crate::domain::{FirmwareState, Sha256Digest};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::storage::{BlobStream, ObjectKey, StorageError};
+
+/// Gives release `id` a chunk table of `firmware.chunk_size` if it has none; whether it built
+/// one. A missing release or image is the caller's 404 or 409, as elsewhere.
+pub async fn ensure(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
+    let release = db::firmware::find(&state.db, id).await?.ok_or_else(|| ApiError::firmware_not_found(id))?;
+    // A revoked release is never offered again; its publish is refused with 409 after this.
+    if release.row.chunk_table_sha256.is_some() || release.row.state == FirmwareState::Revoked {
+        return Ok(false);
+    }
+    let digest = Sha256Digest::parse(&release.row.sha256).map_err(ApiError::internal)?;
+    let size = u64::try_from(release.row.size).map_err(ApiError::internal)?;
+    let chunk_size = state.settings.firmware.chunk_size;
+    let image = match state.store.open(&ObjectKey::Firmware(digest), None).await {
+        Err(StorageError::NotFound(_)) => {
+            return Err(ApiError::Conflict(format!(
+                "firmware {id}: its image is missing from blob storage; upload it again"
+            )));
+        }
+        other => other?,
+    };
+    let table = table_stream(image, chunk_size, size, *digest.as_bytes());
+    let staged = state.store.put_staging(table, table_len(size, chunk_size)).await?;
+    state.store.promote(&staged.key, &ObjectKey::Chunks(staged.sha256)).await?;
+    let set = db::chunk_tables::set(&state.db, id, chunk_size, &staged.sha256.to_hex()).await?;
+    if set {
+        tracing::info!(firmware_id = %id, chunk_size, table = %staged.sha256, "chunk table built");
+    }
+    Ok(set)
+}
+
+/// The table of `image` as a stream of its entries; fails at the end unless the image had the
+/// `size` and SHA-256 its row says (a store that gives back other bytes must not be signed for).
+fn table_stream(
+    image: BlobStream,
+    chunk_size: u32,
+    size: u64,
+    sha256: [u8; 32],
+) -> impl Stream<Item = Result<Bytes, StorageError>> + Unpin {
+    let state = Some((image, ChunkHasher::new(chunk_size)));
+    Box::pin(futures_util::stream::unfold(state, move |state| async move {
+        let (mut image, mut hasher) = state?;
+        let mut entries = Vec::new();
+        match image.next().await {
+            Some(Ok(bytes)) => {
+                hasher.update(&bytes, &mut entries);
+                Some((Ok(Bytes::from(entries)), Some((image, hasher))))
+            }
+            Some(Err(e)) => Some((Err(e), None)),
+            None => {
+                let (read, digest) = hasher.finish(&mut entries);
+                let answer = match (read, digest) == (size, sha256) {
+                    true => Ok(Bytes::from(entries)),
+                    false => Err(StorageError::Io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "the stored image is not the one its release names ({read} bytes read, {size} expected)"
+                        ),
+                    ))),
+                };
+                Some((answer, None))
+            }
+        }
+    }))
+}
+
+/// Builds the missing tables of published releases, a few at a time; how many it built. A
+/// release whose image cannot be read is logged and left for the next pass.
+pub async fn backfill(state: &AppState) -> anyhow::Result<usize> {
+    let mut built = 0;
+    for id in db::chunk_tables::missing(&state.db, 64).await? {
+        match ensure(state, id).await {
+            Ok(true) => {
+                built += 1;
+                state.release_changed(id).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(firmware_id = %id, error = %e, "could not build a chunk table"),
+        }
+    }
+    Ok(built)
+}
+
+/// A release's chunk table that the caller may download: the release's own access rules
+/// (`services::downloads::find_image`), then the table from the catalog or, for a release
+/// outside it, from its row.
+pub async fn find(
+    state: &AppState,
+    id: Uuid,
+    caller: Option<&crate::auth::Caller>,
+) -> Result<crate::services::downloads::Image, ApiError> {
+    let image = crate::services::downloads::find_image(state, id, caller).await?;
+    let offered = state.catalog.snapshot().by_id.get(&id).and_then(|o| o.chunks.clone());
+    let table = match offered {
+        Some(table) => Some(table),
+        None => {
+            let release =
+                db::firmware::find(&state.db, id).await?.ok_or_else(|| ApiError::firmware_not_found(id))?;
+            match release.row.state {
+                FirmwareState::Draft => None,
+                _ => crate::catalog::ChunkTable::of(&release.row),
+            }
+        }
+    };
+    let table = table.ok_or_else(|| ApiError::NotFound(format!("firmware {id} has no chunk table yet")))?;
+    let digest = Sha256Digest::parse(&table.sha256).map_err(ApiError::internal)?;
+    Ok(crate::services::downloads::Image {
+        key: ObjectKey::Chunks(digest),
+        size: table.len,
+        sha256: table.sha256,
+        public: image.public,
+    })
+}

@@ -1,0 +1,84 @@
+//! Relay progress in reports (issue 22, item 3): a phone that relays an update to the watch says
+//! how far it got and how many chunks the watch rejected; the rollout view sums them per status;
+//! figures a device could not have are refused with a 400 naming the field, and keep nothing.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error_shape, image_bytes, publish, spawn_app, upload_ok};
+
+const HW: &str = "nw-s1";
+
+async fn report(app: &TestApp, firmware: &str, device: &str, body: Value) -> reqwest::Response {
+    let mut body = body;
+    body["device_id"] = json!(device);
+    app.post(&format!("/v1/firmware/{firmware}/report"))
+        .bearer_auth(app.owner_token(device))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn rollout(app: &TestApp, id: &str) -> Value {
+    let response = app.get(&format!("/v1/admin/rollouts/{id}")).bearer_auth(app.admin_token()).send().await;
+    response.unwrap().json().await.unwrap()
+}
+
+fn relay(bytes: u64, rejected: u64) -> Value {
+    json!({"via": "phone", "bytes_delivered": bytes, "chunks_rejected": rejected})
+}
+
+#[tokio::test]
+async fn the_rollout_view_sums_what_phones_say_of_their_relays() {
+    let app = spawn_app().await;
+    let release = upload_ok(&app, "1.0.0", &[HW], image_bytes(1, 100_000)).await;
+    let id = release["id"].as_str().unwrap();
+    let rollout_id = publish(&app, id, json!({"channel": "stable"})).await["id"].as_str().unwrap().to_owned();
+
+    let first = report(&app, id, "w-1", json!({"status": "downloading", "relay": relay(4096, 0)})).await;
+    assert_eq!(first.status(), 200);
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["relay"], relay(4096, 0));
+    // The same status with new figures is progress, recorded.
+    let more = report(&app, id, "w-1", json!({"status": "downloading", "relay": relay(40_960, 2)})).await;
+    assert_eq!(more.json::<Value>().await.unwrap()["relay"], relay(40_960, 2));
+    report(&app, id, "w-2", json!({"status": "downloading", "relay": relay(100_000, 1)})).await;
+    report(&app, id, "w-2", json!({"status": "installed"})).await;
+    // A watch on Wi-Fi: no relay, not summed.
+    report(&app, id, "w-3", json!({"status": "downloading"})).await;
+
+    let view = rollout(&app, &rollout_id).await;
+    let sums = &view["relay"];
+    assert_eq!(sums["devices"], 2, "{view}");
+    assert_eq!(sums["bytes_delivered"], 140_960);
+    assert_eq!(sums["chunks_rejected"], 3);
+    assert_eq!(sums["by_status"]["downloading"], 1);
+    assert_eq!(sums["by_status"]["installed"], 1, "the figures stay with the later status");
+    assert_eq!(sums["by_status"]["failed"], 0);
+}
+
+#[tokio::test]
+async fn relay_figures_a_device_could_not_have_are_a_400_naming_the_field() {
+    let app = spawn_app().await;
+    let release = upload_ok(&app, "1.0.0", &[HW], image_bytes(2, 50_000)).await;
+    let id = release["id"].as_str().unwrap();
+    let rollout_id = publish(&app, id, json!({"channel": "stable"})).await["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/firmware/{id}/report");
+    let cases = [
+        (relay(50_001, 0), "relay.bytes_delivered"),
+        (relay(u64::MAX, 0), "relay.bytes_delivered"),
+        (relay(10, 1 << 40), "relay.chunks_rejected"),
+        (json!({"via": "carrier-pigeon", "bytes_delivered": 1, "chunks_rejected": 0}), "relay"),
+        (json!({"via": "phone", "bytes_delivered": -1, "chunks_rejected": 0}), "relay"),
+        (json!({"via": "phone", "bytes_delivered": 1}), "relay"),
+        (json!({"via": "phone", "bytes_delivered": 1, "chunks_rejected": 0, "extra": 1}), "relay"),
+    ];
+    for (figures, field) in cases {
+        let response = report(&app, id, "w-1", json!({"status": "downloading", "relay": figures})).await;
+        let body = assert_error_shape(response, 400, &path).await;
+        assert!(body["message"][0].as_str().unwrap().contains(field), "{figures}: {body}");
+    }
+    let view = rollout(&app, &rollout_id).await;
+    assert_eq!(view["relay"]["devices"], 0, "nothing kept: {view}");
+    assert_eq!(view["counts"]["downloading"], 0, "nothing kept: {view}");
+}
