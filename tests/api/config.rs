@@ -78,6 +78,8 @@ fn bad_values_are_refused_naming_the_key() {
         ("NOWATCH_OTA__DATABASE__URL", "mysql://x", "database.url"),
         ("NOWATCH_OTA__FIRMWARE__CHANNELS", "stable,stable", "firmware.channels"),
         ("NOWATCH_OTA__FIRMWARE__DOWNLOAD_MODE", "redirect", "firmware.download_mode"),
+        ("NOWATCH_OTA__FIRMWARE__CHUNK_SIZE", "4000", "firmware.chunk_size"),
+        ("NOWATCH_OTA__FIRMWARE__CHUNK_SIZE", "256", "firmware.chunk_size"),
         ("NOWATCH_OTA__STORAGE__S3__PRESIGN_TTL_S", "901", "storage.s3.presign_ttl_s"),
         ("NOWATCH_OTA__STORAGE__S3__PRESIGN_TTL_S", "604800", "storage.s3.presign_ttl_s"),
         ("NOWATCH_OTA__STORAGE__S3__PUBLIC_ENDPOINT", "s3.example.com", "storage.s3.public_endpoint"),
