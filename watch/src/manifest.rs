@@ -128,10 +128,12 @@ fn verify_signature<'a>(envelope: &'a [u8], trusted: &[TrustedKey]) -> Result<&'
     let mut members = Members::new(envelope).map_err(|_| malformed)?;
     let (mut signed, mut signatures) = (None, None);
     while let Some((key, value)) = members.next_member().map_err(|_| malformed)? {
-        let slot = match key.plain() {
-            Some("signed") => &mut signed,
-            Some("signatures") => &mut signatures,
-            _ => continue,
+        // Keys compare as JSON strings (escapes decoded), as any other reader would match them,
+        // so that `"sign\u0065d"` is a repeated `signed`, not an ignored member.
+        let slot = match () {
+            () if key.equals("signed") => &mut signed,
+            () if key.equals("signatures") => &mut signatures,
+            () => continue,
         };
         if slot.replace(value).is_some() {
             return Err(reject(Check::Signature, "the envelope repeats a member"));
@@ -156,10 +158,10 @@ fn signature_verifies(entry: Value<'_>, message: &[u8], trusted: &[TrustedKey]) 
     let Ok(mut members) = Members::new(bytes) else { return false };
     let (mut key_id, mut sig) = (None, None);
     while let Ok(Some((key, value))) = members.next_member() {
-        let slot = match key.plain() {
-            Some("key_id") => &mut key_id,
-            Some("sig") => &mut sig,
-            _ => continue,
+        let slot = match () {
+            () if key.equals("key_id") => &mut key_id,
+            () if key.equals("sig") => &mut sig,
+            () => continue,
         };
         if slot.replace(value).is_some() {
             return false;
@@ -207,24 +209,24 @@ impl<'a> Body<'a> {
     }
 
     fn slot(&mut self, key: JsonStr<'_>) -> Option<&mut Option<Value<'a>>> {
-        Some(match key.plain()? {
-            "type" => &mut self.kind,
-            "expires_at" => &mut self.expires_at,
-            "hardware" => &mut self.hardware,
-            "channel" => &mut self.channel,
-            "version" => &mut self.version,
-            "min_from_version" => &mut self.min_from_version,
-            "min_version" => &mut self.min_version,
-            "firmware_id" => &mut self.firmware_id,
-            "size" => &mut self.size,
-            "sha256" => &mut self.sha256,
-            "mandatory" => &mut self.mandatory,
-            "chunk_size" => &mut self.chunk_size,
-            "chunk_table_sha256" => &mut self.chunk_table_sha256,
-            // Unknown keys, and those no device check reads (`issued_at`, `spec_version`,
-            // `release_signature`), are ignored.
-            _ => return None,
-        })
+        // Unknown keys, and those no device check reads (`issued_at`, `spec_version`,
+        // `release_signature`), are ignored. Keys compare with escapes decoded.
+        let slots: [(&str, &mut Option<Value<'a>>); 13] = [
+            ("type", &mut self.kind),
+            ("expires_at", &mut self.expires_at),
+            ("hardware", &mut self.hardware),
+            ("channel", &mut self.channel),
+            ("version", &mut self.version),
+            ("min_from_version", &mut self.min_from_version),
+            ("min_version", &mut self.min_version),
+            ("firmware_id", &mut self.firmware_id),
+            ("size", &mut self.size),
+            ("sha256", &mut self.sha256),
+            ("mandatory", &mut self.mandatory),
+            ("chunk_size", &mut self.chunk_size),
+            ("chunk_table_sha256", &mut self.chunk_table_sha256),
+        ];
+        slots.into_iter().find(|(name, _)| key.equals(name)).map(|(_, slot)| slot)
     }
 
     fn check(&self, device: &DeviceFacts<'_>, now_unix: u64) -> Result<Manifest<'a>, Rejection> {

@@ -256,6 +256,8 @@ fn envelopes_that_are_not_as_served_are_refused_by_the_signature_check() {
         ),
         format!(r#"{{"signed":{s},"signatures":[{{"key_id":"{id}","sig":"{sig}","sig":"{sig}"}}]}}"#),
         format!(r#"{{"signed":{s},"signatures":[{entry},]}}"#),
+        // An escaped key is the same key: `signed` twice.
+        format!(r#"{{"signed":{s},"signatures":[{entry}],"sign\u0065d":{{}}}}"#),
     ] {
         assert_eq!(signature_refusal(&text), Some("signature"), "{text}");
     }
@@ -267,7 +269,9 @@ fn a_signed_body_that_is_not_a_manifest_object_is_refused_by_the_type_check() {
     let obj = |s: &str| envelope_of(s, &[&k]);
     let body = signed(&body_v10(&image(10, 12)));
     let repeated = body.replacen('{', r#"{"type":"nowatch-firmware-manifest","#, 1);
-    for s in [repeated, "{}".to_owned()] {
+    let escaped = body.replacen('{', r#"{"typ\u0065":"nowatch-firmware-manifest","#, 1);
+    // (A `signed` that is not an object at all is an envelope not as served: `signature`.)
+    for s in [repeated, escaped, "{}".to_owned()] {
         assert_eq!(signature_refusal(&obj(&s)), Some("type"), "{s}");
     }
 }
