@@ -29,6 +29,7 @@ mod outages;
 mod proxy;
 mod redirect;
 mod relay;
+mod relay_link;
 mod rollouts;
 mod root;
 mod signing;

@@ -102,7 +102,8 @@ impl Link {
             self.bytes += piece.len();
             let mut piece = piece.to_vec();
             if self.corrupt.remove(&n) {
-                piece[piece.len() / 2] ^= 0x10;
+                let middle = piece.len() / 2;
+                piece[middle] ^= 0x10;
             }
             arrived.extend_from_slice(&piece);
             if self.drops.remove(&n) {
@@ -202,7 +203,15 @@ impl Watch {
 
 async fn trusted_keys(app: &TestApp) -> Vec<TrustedKey> {
     use base64::Engine;
-    let keys: Value = app.get("/v1/firmware/keys").bearer_auth(app.user_token()).send().await.unwrap().json().await.unwrap();
+    let keys: Value = app
+        .get("/v1/firmware/keys")
+        .bearer_auth(app.user_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
     keys["keys"]
         .as_array()
@@ -222,7 +231,13 @@ async fn setup(app: &TestApp, hardware: &str) -> (String, Vec<u8>, Watch) {
     let release = upload_ok(app, "1.1.0", &[hardware], image.clone()).await;
     let id = release["id"].as_str().unwrap().to_owned();
     publish(app, &id, json!({"channel": "stable"})).await;
-    let watch = Watch { keys: trusted_keys(app).await, hardware: HW, current: "1.0.0", floor: None, now_unix: now_unix() };
+    let watch = Watch {
+        keys: trusted_keys(app).await,
+        hardware: HW,
+        current: "1.0.0",
+        floor: None,
+        now_unix: now_unix(),
+    };
     (id, image, watch)
 }
 
@@ -247,8 +262,9 @@ async fn a_relay_over_a_lossy_link_resends_only_the_corrupted_chunks_and_install
 
     let first = pieces(fetched.manifest.len()) + pieces(fetched.table.len());
     // Sends in order: chunk 3 is corrupted at its first send (send 3) and at its retry (send 4),
-    // so chunk c > 3 goes as send c + 2: chunk 100 as send 102, the short last one (256) as 258.
-    let corrupt = [(3, 5), (4, 0), (102, 16), (258, 0)];
+    // so chunk c > 3 goes as send c + 2: chunk 100 as send 102, corrupted too, so chunk c > 100
+    // goes as send c + 3: the short last one (256) as 259.
+    let corrupt = [(3, 5), (4, 0), (102, 16), (259, 0)];
     let mut link = Link {
         corrupt: corrupt.into_iter().map(|(send, piece)| piece_of_send(first, send, piece)).collect(),
         ..Link::default()
@@ -268,8 +284,8 @@ async fn a_relay_cut_in_the_middle_resumes_at_the_first_missing_chunk() {
     let fetched = phone_fetches(&app, &id, HW, 500_000).await;
     let first = pieces(fetched.manifest.len()) + pieces(fetched.table.len());
     // The link drops twice, 7 and 12 pieces into chunks 40 (send 40) and 180 (send 181: chunk 40
-    // went again first).
-    let drops = [piece_of_send(first, 40, 6), piece_of_send(first, 181, 11)];
+    // went again first; the cut send 40 had 10 pieces fewer than a whole chunk).
+    let drops = [piece_of_send(first, 40, 6), piece_of_send(first, 181, 11) - 10];
     let mut link = Link { drops: drops.into_iter().collect(), ..Link::default() };
     let relay = watch.relay(&fetched.manifest, &fetched.table, &fetched.image, &mut link);
     assert_eq!(relay.installed.as_deref(), Some(image.as_slice()));
@@ -313,11 +329,21 @@ async fn the_watch_installs_nothing_from_a_tampered_table_a_manifest_for_other_h
     publish(&app, &other_id, json!({"channel": "stable"})).await;
     let fetched = phone_fetches(&app, &other_id, "nw-s2", usize::MAX).await;
     let relay = watch.relay(&fetched.manifest, &fetched.table, &other, &mut Link::default());
-    assert_eq!((relay.refused, relay.installed.is_none()), (Some("hardware"), true), "another hardware's manifest");
+    assert_eq!(
+        (relay.refused, relay.installed.is_none()),
+        (Some("hardware"), true),
+        "another hardware's manifest"
+    );
 }
 
 fn watch_like(watch: &Watch) -> Watch {
-    Watch { keys: watch.keys.clone(), hardware: watch.hardware, current: watch.current, floor: watch.floor, now_unix: watch.now_unix }
+    Watch {
+        keys: watch.keys.clone(),
+        hardware: watch.hardware,
+        current: watch.current,
+        floor: watch.floor,
+        now_unix: watch.now_unix,
+    }
 }
 
 fn manifest_expiry(manifest: &[u8]) -> u64 {
@@ -337,7 +363,13 @@ async fn one_corrupted_piece_costs_one_chunk_with_the_table_and_the_whole_image_
     let release = upload_ok(&app, "1.1.0", &[HW], image.clone()).await;
     let id = release["id"].as_str().unwrap().to_owned();
     publish(&app, &id, json!({"channel": "stable"})).await;
-    let watch = Watch { keys: trusted_keys(&app).await, hardware: HW, current: "1.0.0", floor: None, now_unix: now_unix() };
+    let watch = Watch {
+        keys: trusted_keys(&app).await,
+        hardware: HW,
+        current: "1.0.0",
+        floor: None,
+        now_unix: now_unix(),
+    };
     let fetched = phone_fetches(&app, &id, HW, usize::MAX).await;
     let first = pieces(fetched.manifest.len()) + pieces(fetched.table.len());
     let mut link = Link { corrupt: [piece_of_send(first, 128, 8)].into_iter().collect(), ..Link::default() };
