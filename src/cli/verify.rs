@@ -1,15 +1,15 @@
-//! `nowatch-ota verify`: a manifest and an image checked as a device would.
+//! `nowatch-ota verify`: a manifest and an image checked as a device would, by the verifier a
+//! watch runs (`signing::device_verify`).
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use actix_web::rt::SystemRunner;
 use clap::Args;
 
 use crate::config::Settings;
-use crate::delta::Applier;
 use crate::domain::{HardwareId, Version};
 use crate::signing::Device;
+use crate::signing::device_verify::{self, Inputs};
 use crate::signing::offline;
 use crate::signing::root_tool::{self, RootSources};
 
@@ -29,6 +29,11 @@ pub struct VerifyArgs {
     /// The image the device runs, which --delta starts from.
     #[arg(long, requires = "delta")]
     pub from: Option<PathBuf>,
+    /// The release's chunk table (GET /v1/firmware/{id}/chunks): checked against the manifest's
+    /// chunk_table_sha256, then each chunk of the image (and of a patch's output as it is
+    /// produced) against it, as a watch fed by a phone checks them.
+    #[arg(long)]
+    pub chunks: Option<PathBuf>,
     /// Trusted key: base64 of the 32 raw bytes, or a PEM file. Repeatable. Or use --root.
     #[arg(long = "public-key", required_unless_present = "root", conflicts_with = "root")]
     pub public_keys: Vec<String>,
@@ -78,16 +83,28 @@ impl VerifyArgs {
             }
         };
         let device = self.device()?;
-        if let (Some(patch), Some(from)) = (&self.delta, &self.from) {
-            let written = apply_delta(from, patch, &self.image)?;
+        let inputs = Inputs {
+            manifest: &self.manifest,
+            image: &self.image,
+            chunks: self.chunks.as_deref(),
+            delta: self.delta.as_deref().zip(self.from.as_deref()),
+        };
+        let verified = runtime.block_on(device_verify::verify(&inputs, &keys, &device))?;
+        if let Some(written) = verified.delta_written {
             println!("delta: {written} bytes written to {}", self.image.display());
         }
-        let body = runtime.block_on(offline::verify_files(&self.manifest, &self.image, &keys, &device))?;
+        let body = verified.body;
         let hardware = body.hardware.join(",");
         println!(
             "OK: {} {} for {hardware}, {} bytes, sha256 {}",
             body.firmware_id, body.version, body.size, body.sha256
         );
+        if let Some(chunks) = verified.chunks_checked {
+            println!(
+                "chunks: {chunks} of {} bytes, each checked against the signed table",
+                body.chunk_size.unwrap_or(0)
+            );
+        }
         if let Some(version) = reached {
             println!("root: version {version}");
         }
@@ -119,37 +136,4 @@ impl VerifyArgs {
             channel: self.channel.clone().map(|c| (c, channels)),
         })
     }
-}
-
-/// Applies `patch` to the image `from` as a watch does (4 KiB of patch at a time, a 256-byte
-/// window), writing the result to the new file `out`; removes it if the patch is refused.
-fn apply_delta(from: &Path, patch: &Path, out: &Path) -> anyhow::Result<u64> {
-    let old = std::fs::read(from).map_err(|e| anyhow::anyhow!("--from {}: {e}", from.display()))?;
-    let mut patch_file =
-        std::fs::File::open(patch).map_err(|e| anyhow::anyhow!("--delta {}: {e}", patch.display()))?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
-        .map_err(|e| anyhow::anyhow!("--image {}: {e}", out.display()))?;
-    let mut writer = std::io::BufWriter::new(file);
-    let mut applier = Applier::<256>::new();
-    let mut applied = || -> anyhow::Result<u64> {
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = patch_file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            applier.push(&buf[..n], &mut old.as_slice(), &mut |bytes: &[u8]| writer.write_all(bytes))?;
-        }
-        let size = applier.finish()?;
-        writer.flush()?;
-        Ok(size)
-    };
-    let result = applied().map_err(|e| anyhow::anyhow!("delta: {e}"));
-    if result.is_err() {
-        let _ = std::fs::remove_file(out);
-    }
-    result
 }

@@ -2,6 +2,7 @@
 //! key loaded from the settings, offline release signatures over image digests, the device's
 //! view of an offline verification, and the offline root of trust (served, made and walked).
 
+pub mod device_verify;
 pub mod offline;
 mod release;
 pub mod root_tool;

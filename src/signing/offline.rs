@@ -1,5 +1,5 @@
 //! What the `sign` and `verify` commands do, as functions: a release engineer's signature over
-//! an image, and a device's full check of a manifest and an image.
+//! an image, and the keys a device check trusts (the check itself: `device_verify`).
 
 use std::path::Path;
 
@@ -10,10 +10,6 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use super::{
-    Check, DEVICE_CHECKS, Device, ManifestBody, ManifestEnvelope, check_body, check_expiry, check_type,
-    key_id, verify_signature,
-};
 use crate::domain::Sha256Digest;
 
 /// SHA-256 and size of a file, read in chunks.
@@ -57,45 +53,4 @@ pub fn parse_public_key(arg: &str) -> anyhow::Result<VerifyingKey> {
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| anyhow::anyhow!("{arg}: neither a PEM file nor base64 of 32 bytes"))?;
     Ok(VerifyingKey::from_bytes(&bytes)?)
-}
-
-/// Runs [`DEVICE_CHECKS`] in their order, as a device would, on a manifest file and an image
-/// file; the first that fails is the error, naming the check.
-pub async fn verify_files(
-    manifest_path: &Path,
-    image: &Path,
-    keys: &[VerifyingKey],
-    device: &Device,
-) -> anyhow::Result<ManifestBody> {
-    let envelope: ManifestEnvelope = serde_json::from_slice(&std::fs::read(manifest_path)?)
-        .map_err(|e| anyhow::anyhow!("{}: not a manifest envelope: {e}", manifest_path.display()))?;
-    let trusted: Vec<_> = keys.iter().map(|k| (key_id(k), *k)).collect();
-    let mut verified = None;
-    for check in DEVICE_CHECKS {
-        let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: {e}", check.name());
-        // The signature comes first: nothing in `signed` is read before it verifies.
-        let body = match (&verified, check) {
-            (None, Check::Signature) => {
-                verified = Some(verify_signature(&envelope, &trusted).map_err(|e| failed(&e))?);
-                continue;
-            }
-            (Some(body), _) => body,
-            (None, _) => unreachable!("DEVICE_CHECKS starts with the signature"),
-        };
-        match check {
-            Check::Type => check_type(body).map_err(|e| failed(&e))?,
-            Check::Expiry => check_expiry(&envelope, body, chrono::Utc::now()).map_err(|e| failed(&e))?,
-            Check::Image => {
-                let (size, digest) = hash_file(image).await?;
-                anyhow::ensure!(size == body.size, "image: {size} bytes, the manifest says {}", body.size);
-                anyhow::ensure!(
-                    digest.to_hex() == body.sha256,
-                    "image: SHA-256 {digest} differs from the manifest's {}",
-                    body.sha256
-                );
-            }
-            other => check_body(other, body, device).map_err(|e| failed(&e))?,
-        }
-    }
-    verified.ok_or_else(|| anyhow::anyhow!("signature: not checked"))
 }

@@ -223,3 +223,66 @@ async fn the_sweep_keeps_chunk_tables_in_use_and_deletes_the_others() {
     let kept_sha = row.unwrap().unwrap().chunk_table_sha256.unwrap();
     assert_eq!(left, vec![format!("chunks/{kept_sha}")]);
 }
+
+#[tokio::test]
+async fn verify_checks_each_chunk_against_the_signed_table_and_names_the_bad_one() {
+    let app = spawn_app().await;
+    let image = image_bytes(8, 1024 * 1024 + 123);
+    let id = published(&app, "1.0.0", image.clone()).await;
+    let keys: Value = app
+        .get("/v1/firmware/keys")
+        .bearer_auth(app.user_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = keys["keys"][0]["public_key"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let manifest = write("manifest.json", manifest_text(&app, &id).await.as_bytes());
+    let table = get_table(&app, &id).await.bytes().await.unwrap().to_vec();
+    let verify = |image: &str, table: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nowatch-ota"))
+            .args([
+                "verify",
+                "--manifest",
+                &manifest,
+                "--image",
+                image,
+                "--chunks",
+                table,
+                "--public-key",
+                &key,
+            ])
+            .args(["--hardware", HW, "--current-version", "0.9.0"])
+            .output()
+            .unwrap()
+    };
+    let (good_image, good_table) = (write("fw.bin", &image), write("table.bin", &table));
+    let ok = verify(&good_image, &good_table);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("chunks: 257 of 4096 bytes"));
+
+    let mut bad_table = table.clone();
+    bad_table[40] ^= 1;
+    let refused = verify(&good_image, &write("bad-table.bin", &bad_table));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("chunk_table:"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let mut bad_image = image.clone();
+    bad_image[100 * 4096 + 7] ^= 1;
+    let refused = verify(&write("bad.bin", &bad_image), &good_table);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("chunk: chunk 100 (bytes 409600..)"), "{stderr}");
+}

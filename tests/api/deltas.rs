@@ -544,6 +544,36 @@ async fn verify_applies_a_served_patch_as_a_watch_does_and_refuses_a_corrupted_o
     let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
     assert!(stderr.contains("SHA-256") || stderr.contains("delta:"), "{stderr}");
 
+    // With the chunk table, the patch's output is checked chunk by chunk as it is produced: the
+    // bad patch is refused at its first bad chunk, and nothing of it is left.
+    let id = offer["firmware"]["id"].as_str().unwrap();
+    let table = get_bytes(&app, &app.url(&format!("/v1/firmware/{id}/chunks")), "watch-1").await;
+    let table = write("table.bin", &table);
+    let with_table = |patch: &str, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_nowatch-ota"))
+            .args(["verify", "--manifest", &manifest, "--image", out, "--delta", patch, "--from", &old])
+            .args(["--public-key", &key, "--hardware", HW, "--current-version", "1.0.0", "--chunks", &table])
+            .output()
+            .unwrap()
+    };
+    let out = dir.path().join("chunked.bin");
+    let ok = with_table(&good, out.to_str().unwrap());
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("chunks: 151 of 4096 bytes"),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let out = dir.path().join("flipped-chunked.bin");
+    let refused = with_table(&write("flipped.patch", &flipped), out.to_str().unwrap());
+    let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("chunk: the chunk's SHA-256 is not its table entry (in the patch's output)"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing half-written stays behind");
+
     let out = dir.path().join("truncated.bin");
     let truncated = verify(&write("truncated.patch", &patch[..patch.len() / 2]), out.to_str().unwrap());
     assert!(!truncated.status.success());

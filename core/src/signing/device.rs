@@ -27,6 +27,10 @@ pub enum Check {
     Floor,
     /// The image has the manifest's size and SHA-256.
     Image,
+    /// The chunk table (spec 1.1) is 32 bytes a chunk and has `chunk_table_sha256`.
+    ChunkTable,
+    /// Each chunk has its table entry's SHA-256 and length.
+    Chunk,
 }
 
 impl Check {
@@ -42,13 +46,17 @@ impl Check {
             Self::MinFromVersion => "min_from_version",
             Self::Floor => "floor",
             Self::Image => "image",
+            Self::ChunkTable => "chunk_table",
+            Self::Chunk => "chunk",
         }
     }
 }
 
 /// Every device check, in the order a device makes them: first whether to believe the manifest
-/// at all, then whether it is for this device, then whether the bytes are the ones it names.
-pub const DEVICE_CHECKS: [Check; 9] = [
+/// at all, then whether it is for this device, then whether the bytes are the ones it names
+/// (the image whole, or the chunk table and then each chunk: a spec 1.1 manifest relayed by a
+/// phone). The watch's verifier (`nowatch-ota-watch`) names its checks the same, in this order.
+pub const DEVICE_CHECKS: [Check; 11] = [
     Check::Signature,
     Check::Type,
     Check::Expiry,
@@ -58,6 +66,8 @@ pub const DEVICE_CHECKS: [Check; 9] = [
     Check::MinFromVersion,
     Check::Floor,
     Check::Image,
+    Check::ChunkTable,
+    Check::Chunk,
 ];
 
 /// What a device knows about itself. A fact left out skips the checks that need it.
@@ -122,7 +132,9 @@ pub fn check_body(check: Check, body: &ManifestBody, device: &Device) -> Result<
             }
             None => Ok(()),
         },
-        Check::Signature | Check::Type | Check::Expiry | Check::Image => Ok(()),
+        Check::Signature | Check::Type | Check::Expiry | Check::Image | Check::ChunkTable | Check::Chunk => {
+            Ok(())
+        }
     }
 }
 
