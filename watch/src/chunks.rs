@@ -157,6 +157,24 @@ impl<'b, T: TableSource> ImageCheck<'b, T> {
         Ok(Self { table, source, bitmap, accepted: 0 })
     }
 
+    /// Continues from a bitmap kept across a restart (in flash, say): chunks whose bit is set
+    /// count as accepted, and bits past the last chunk are cleared. The bits are trusted, not
+    /// re-checked: pass only a bitmap an `ImageCheck` of this same table wrote, next to the
+    /// chunks it accepted (or re-check the chunks in flash with [`check_chunk`](Self::check_chunk)
+    /// after [`new`](Self::new) instead).
+    pub fn resume(table: VerifiedTable, source: T, bitmap: &'b mut [u8]) -> Result<Self, Rejection> {
+        let count = table.spec.count;
+        let bitmap = bitmap
+            .get_mut(..bitmap_len(count))
+            .ok_or(Rejection::new(Check::Chunk, "the bitmap is shorter than bitmap_len(count)"))?;
+        let used = count % 8;
+        if let (Some(last), true) = (bitmap.last_mut(), used != 0) {
+            *last &= u8::MAX.checked_shr(8u32.saturating_sub(used)).unwrap_or(0);
+        }
+        let accepted = bitmap.iter().fold(0u32, |n, byte| n.saturating_add(byte.count_ones()));
+        Ok(Self { table, source, bitmap, accepted })
+    }
+
     /// Checks chunk `index`: its length (`chunk_size`, or the remainder for the last) and its
     /// SHA-256 against table entry `index`.
     pub fn check_chunk(&mut self, index: u32, bytes: &[u8]) -> ChunkVerdict {

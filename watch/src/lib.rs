@@ -12,6 +12,48 @@
 //! ImageDigest::new(&manifest) / feed / finish   image, whole (spec 1.0 manifests)
 //! ```
 //!
+//! A firmware's update task, in short (`no_run`: the transport and flash are the firmware's):
+//!
+//! ```no_run
+//! use nowatch_ota_watch::*;
+//!
+//! # fn phone_manifest() -> &'static [u8] { b"" }
+//! # fn phone_table_piece() -> Option<&'static [u8]> { None }
+//! # fn phone_chunk(_: u32) -> &'static [u8] { b"" }
+//! # fn flash_write(_: u64, _: &[u8]) {}
+//! # fn flash_table() -> &'static [u8] { b"" }
+//! # const PUBLIC_KEY: [u8; 32] = [0; 32];
+//! fn update(now_unix: u64) -> Result<VerifiedImage, Rejection> {
+//!     let keys = [TrustedKey::new(PUBLIC_KEY)];
+//!     let device = DeviceFacts {
+//!         hardware: "nw-watch-a1",
+//!         current_version: Version::parse("2.0.0").map_err(|_| Rejection::new(Check::Newer, "bad own version"))?,
+//!         channel: Some(ChannelFacts { channel: "beta", order: &["stable", "beta", "alpha"] }),
+//!         floor: None,
+//!     };
+//!     let manifest = verify_manifest(phone_manifest(), &keys, &device, now_unix)?;
+//!
+//!     // The chunk table, streamed to flash as it arrives and hashed on the way.
+//!     let mut table = TableCheck::new(&manifest)?;
+//!     while let Some(piece) = phone_table_piece() {
+//!         table.feed(piece);
+//!     }
+//!     let table = table.finish()?;
+//!
+//!     // Chunks in any order: ask for what is missing until nothing is. The bitmap is sized
+//!     // for the largest image the slot holds (1 MiB in 4 KiB chunks: 256 bits).
+//!     let mut bitmap = [0u8; bitmap_len(256)];
+//!     let mut chunks = ImageCheck::new(table, flash_table(), &mut bitmap)?;
+//!     while let Some(index) = chunks.next_missing() {
+//!         let bytes = phone_chunk(index);
+//!         if chunks.check_chunk(index, bytes).is_accepted() {
+//!             flash_write(u64::from(index) * u64::from(table.spec().chunk_size), bytes);
+//!         }
+//!     }
+//!     chunks.finish()
+//! }
+//! ```
+//!
 //! JSON is read by a small reader of its own ([`json`]) rather than `serde-json-core`: the
 //! signature covers the bytes of `signed` as they stand in the envelope, which a serde
 //! deserializer does not hand back; the reader returns borrowed spans with no escape buffer,

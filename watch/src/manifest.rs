@@ -364,9 +364,14 @@ fn chunk_spec(chunk_size: Value<'_>, table: Value<'_>, size: u64) -> Result<Chun
     };
     let table_sha256 =
         table.plain().and_then(hex32).ok_or(reject(Check::ChunkTable, "chunk_table_sha256 is not 64 hex"))?;
+    // Checked division: the filter above keeps chunk_size non-zero, but the optimiser cannot see
+    // it and would keep a division-by-zero panic in the code.
+    let c = u64::from(chunk_size);
     let count = size
-        .div_ceil(u64::from(chunk_size))
-        .try_into()
-        .map_err(|_| reject(Check::ChunkTable, "more chunks than 2^32"))?;
+        .checked_div(c)
+        .zip(size.checked_rem(c))
+        .and_then(|(whole, rest)| whole.checked_add(u64::from(rest != 0)))
+        .and_then(|count| u32::try_from(count).ok())
+        .ok_or(reject(Check::ChunkTable, "more chunks than 2^32"))?;
     Ok(ChunkSpec { chunk_size, table_sha256, count })
 }

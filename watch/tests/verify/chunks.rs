@@ -221,3 +221,27 @@ fn the_whole_image_check_takes_any_split_and_refuses_other_bytes() {
     assert_eq!(whole(&image[..4999]).unwrap_err().check, Check::Image);
     assert_eq!(whole(&[&image[..], &[0]].concat()).unwrap_err().check, Check::Image);
 }
+
+#[test]
+fn a_check_resumed_from_its_bitmap_goes_on_where_it_stopped() {
+    let image = image(11 * 512 + 7, 29);
+    let table = table(&image, 512);
+    let envelope = envelope(&body_v11(&image, 512));
+    let verified = verified_table(&manifest(&envelope), &table);
+    let chunks: Vec<&[u8]> = image.chunks(512).collect();
+    let mut bitmap = [0u8; 2];
+    let mut check = ImageCheck::new(verified, &table[..], &mut bitmap).unwrap();
+    for i in [0, 3, 4, 11] {
+        assert!(check.check_chunk(i, chunks[i as usize]).is_accepted());
+    }
+    // Restarted: the bitmap came back from flash, with a stray bit past the last chunk.
+    bitmap[1] |= 0x80;
+    let mut check = ImageCheck::resume(verified, &table[..], &mut bitmap).unwrap();
+    assert_eq!(check.accepted(), 4);
+    assert_eq!(check.missing().collect::<Vec<_>>(), [1, 2, 5, 6, 7, 8, 9, 10]);
+    for i in check.missing().collect::<Vec<_>>() {
+        assert!(check.check_chunk(i, chunks[i as usize]).is_accepted());
+    }
+    assert!(check.finish().is_ok());
+    assert_eq!(bitmap, [0xff, 0x0f]);
+}
