@@ -11,7 +11,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{BadInput, DownloadHeaders, NeedsToken, NotFound};
 use crate::routes::download::send;
 use crate::routes::http::parse_id;
-use crate::services::chunks;
+use crate::services::downloads::find_chunk_table;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -74,7 +74,7 @@ async fn answer(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let table = chunks::find(&state, id, caller.0.as_ref()).await?;
+    let table = find_chunk_table(&state, id, caller.0.as_ref()).await?;
     let counter = state.metrics.download_bytes.clone();
     send(&state, &req, &table, &format!("{id}.chunks"), counter, |_| {}).await
 }

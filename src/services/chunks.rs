@@ -98,34 +98,3 @@ pub async fn backfill(state: &AppState) -> anyhow::Result<usize> {
     }
     Ok(built)
 }
-
-/// A release's chunk table that the caller may download: the release's own access rules
-/// (`services::downloads::find_image`), then the table from the catalog or, for a release
-/// outside it, from its row.
-pub async fn find(
-    state: &AppState,
-    id: Uuid,
-    caller: Option<&crate::auth::Caller>,
-) -> Result<crate::services::downloads::Image, ApiError> {
-    let image = crate::services::downloads::find_image(state, id, caller).await?;
-    let offered = state.catalog.snapshot().by_id.get(&id).and_then(|o| o.chunks.clone());
-    let table = match offered {
-        Some(table) => Some(table),
-        None => {
-            let release =
-                db::firmware::find(&state.db, id).await?.ok_or_else(|| ApiError::firmware_not_found(id))?;
-            match release.row.state {
-                FirmwareState::Draft => None,
-                _ => crate::catalog::ChunkTable::of(&release.row),
-            }
-        }
-    };
-    let table = table.ok_or_else(|| ApiError::NotFound(format!("firmware {id} has no chunk table yet")))?;
-    let digest = Sha256Digest::parse(&table.sha256).map_err(ApiError::internal)?;
-    Ok(crate::services::downloads::Image {
-        key: ObjectKey::Chunks(digest),
-        size: table.len,
-        sha256: table.sha256,
-        public: image.public,
-    })
-}

@@ -1,6 +1,7 @@
 //! Who may download which image, and how caches may keep it.
 
 use crate::auth::{AuthError, Caller};
+use crate::catalog::ChunkTable;
 use crate::db;
 use crate::domain::{FirmwareState, Sha256Digest};
 use crate::error::ApiError;
@@ -101,4 +102,25 @@ pub async fn find_delta(
     let digest = Sha256Digest::parse(&sha256).map_err(ApiError::internal)?;
     let full_size = image.size;
     Ok((Image { key: ObjectKey::Delta(digest), size, sha256, public: image.public }, full_size))
+}
+
+/// Release `id`'s chunk table if `caller` may download the release (the same rules, and the
+/// same 404 for what it may not see): from the catalog or, for a release outside it, its row.
+pub async fn find_chunk_table(
+    state: &AppState,
+    id: uuid::Uuid,
+    caller: Option<&Caller>,
+) -> Result<Image, ApiError> {
+    let image = find_image(state, id, caller).await?;
+    let offered = state.catalog.snapshot().by_id.get(&id).and_then(|o| o.chunks.clone());
+    let table = match offered {
+        Some(table) => Some(table),
+        None => match db::firmware::find(&state.db, id).await?.ok_or_else(|| not_found(id))?.row {
+            row if row.state == FirmwareState::Draft => None,
+            row => ChunkTable::of(&row),
+        },
+    };
+    let table = table.ok_or_else(|| ApiError::NotFound(format!("firmware {id} has no chunk table yet")))?;
+    let digest = Sha256Digest::parse(&table.sha256).map_err(ApiError::internal)?;
+    Ok(Image { key: ObjectKey::Chunks(digest), size: table.len, sha256: table.sha256, public: image.public })
 }
