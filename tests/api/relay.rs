@@ -82,3 +82,56 @@ async fn relay_figures_a_device_could_not_have_are_a_400_naming_the_field() {
     assert_eq!(view["relay"]["devices"], 0, "nothing kept: {view}");
     assert_eq!(view["counts"]["downloading"], 0, "nothing kept: {view}");
 }
+
+/// Progress reports of many devices at once, several per device (two instances' worth of
+/// requests on one database in the PostgreSQL run): every answer is 200, each device's row holds
+/// one of the figures it sent, and the rollout's sums equal a recount of the rows.
+#[tokio::test]
+async fn a_storm_of_progress_reports_sums_to_a_recount_of_the_rows() {
+    use nowatch_ota::db::entities::device_report;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let app = spawn_app().await;
+    let release = upload_ok(&app, "1.0.0", &[HW], image_bytes(3, 1_000_000)).await;
+    let id = release["id"].as_str().unwrap().to_owned();
+    let rollout_id =
+        publish(&app, &id, json!({"channel": "stable"})).await["id"].as_str().unwrap().to_owned();
+    let sends = (0..16).flat_map(|device| (0..6).map(move |step| (device, step)));
+    let storm = sends.map(|(device, step)| {
+        let (app, id) = (&app, &id);
+        async move {
+            let figures = relay(step * 100_000 + device, step % 3);
+            let status = if step == 5 && device % 4 == 0 { "downloaded" } else { "downloading" };
+            report(app, id, &format!("w-{device}"), json!({"status": status, "relay": figures}))
+                .await
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(storm).await;
+    // A `downloading` that lands after its device's `downloaded` goes backwards: 409, as ever.
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    let rows = device_report::Entity::find()
+        .filter(device_report::Column::RolloutId.eq(uuid::Uuid::parse_str(&rollout_id).unwrap()))
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 16);
+    for row in &rows {
+        let device: u64 = row.device_id.trim_start_matches("w-").parse().unwrap();
+        let bytes = row.relay_bytes_delivered.unwrap() as u64;
+        assert_eq!(bytes % 100_000, device, "{row:?}: one of the figures this device sent");
+        assert_eq!(
+            row.relay_chunks_rejected.unwrap() as u64,
+            (bytes / 100_000) % 3,
+            "{row:?}: sent together"
+        );
+    }
+    let view = rollout(&app, &rollout_id).await;
+    let recount: i64 = rows.iter().map(|r| r.relay_bytes_delivered.unwrap()).sum();
+    let rejected: i64 = rows.iter().map(|r| r.relay_chunks_rejected.unwrap()).sum();
+    assert_eq!(view["relay"]["devices"], 16);
+    assert_eq!(view["relay"]["bytes_delivered"], recount);
+    assert_eq!(view["relay"]["chunks_rejected"], rejected);
+    let downloaded = rows.iter().filter(|r| r.status.as_str() == "downloaded").count();
+    assert_eq!(view["relay"]["by_status"]["downloaded"], downloaded as u64);
+}
