@@ -13,7 +13,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, assert_error_shape, image_bytes, publish, sha256_hex, spawn_app, stored_keys, upload_ok,
+    TestApp, assert_error_shape, image_bytes, manifest_public_keys, publish, sha256_hex, spawn_app,
+    stored_keys, upload_ok,
 };
 
 const HW: &str = "nw-s1";
@@ -106,18 +107,9 @@ async fn the_manifest_is_served_with_the_very_bytes_its_signature_covers() {
     let canonical = nowatch_ota::signing::canonical_json(&envelope["signed"]).unwrap();
     assert_eq!(signed.as_bytes(), canonical.as_slice(), "the served bytes are canonical");
 
-    let keys: Value = app
-        .get("/v1/firmware/keys")
-        .bearer_auth(app.user_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
-    let key = keys["keys"].as_array().unwrap().iter().find(|k| k["status"] == "active").unwrap();
-    let key: [u8; 32] = b64.decode(key["public_key"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let key = manifest_public_keys(&app).await.remove(0);
+    let key: [u8; 32] = b64.decode(key).unwrap().try_into().unwrap();
     let sig: [u8; 64] =
         b64.decode(envelope["signatures"][0]["sig"].as_str().unwrap()).unwrap().try_into().unwrap();
     let key = VerifyingKey::from_bytes(&key).unwrap();
@@ -229,16 +221,7 @@ async fn verify_checks_each_chunk_against_the_signed_table_and_names_the_bad_one
     let app = spawn_app().await;
     let image = image_bytes(8, 1024 * 1024 + 123);
     let id = published(&app, "1.0.0", image.clone()).await;
-    let keys: Value = app
-        .get("/v1/firmware/keys")
-        .bearer_auth(app.user_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = keys["keys"][0]["public_key"].as_str().unwrap().to_owned();
+    let key = manifest_public_keys(&app).await.remove(0);
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.path().join(name);

@@ -412,3 +412,28 @@ impl Drop for Alone {
         GATE.lock().unwrap_or_else(|e| e.into_inner()).1 = false;
     }
 }
+
+/// The base64 public keys `GET /v1/firmware/keys` lists, the active one first.
+pub async fn manifest_public_keys(app: &TestApp) -> Vec<String> {
+    let response = app.get("/v1/firmware/keys").bearer_auth(app.user_token()).send().await.unwrap();
+    let keys: Value = response.json().await.unwrap();
+    let mut keys: Vec<&Value> = keys["keys"].as_array().unwrap().iter().collect();
+    keys.sort_by_key(|k| k["status"] != "active");
+    keys.iter().map(|k| k["public_key"].as_str().unwrap().to_owned()).collect()
+}
+
+/// `POST /v1/firmware/{firmware}/report` for `device`, with its owner's token.
+pub async fn report_as_owner(
+    app: &TestApp,
+    firmware: &str,
+    device: &str,
+    mut body: Value,
+) -> reqwest::Response {
+    body["device_id"] = json!(device);
+    app.post(&format!("/v1/firmware/{firmware}/report"))
+        .bearer_auth(app.owner_token(device))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}

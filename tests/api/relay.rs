@@ -4,19 +4,14 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error_shape, image_bytes, publish, spawn_app, upload_ok};
+use crate::helpers::{
+    TestApp, assert_error_shape, image_bytes, publish, report_as_owner, spawn_app, upload_ok,
+};
 
 const HW: &str = "nw-s1";
 
 async fn report(app: &TestApp, firmware: &str, device: &str, body: Value) -> reqwest::Response {
-    let mut body = body;
-    body["device_id"] = json!(device);
-    app.post(&format!("/v1/firmware/{firmware}/report"))
-        .bearer_auth(app.owner_token(device))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    report_as_owner(app, firmware, device, body).await
 }
 
 async fn rollout(app: &TestApp, id: &str) -> Value {

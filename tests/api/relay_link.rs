@@ -15,7 +15,7 @@ use nowatch_ota_watch::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, image_bytes, publish, sha256_hex, spawn_app, upload_ok};
+use crate::helpers::{TestApp, image_bytes, manifest_public_keys, publish, sha256_hex, spawn_app, upload_ok};
 
 const HW: &str = "nw-s1";
 /// A BLE 5 link's usual payload per write.
@@ -203,22 +203,9 @@ impl Watch {
 
 async fn trusted_keys(app: &TestApp) -> Vec<TrustedKey> {
     use base64::Engine;
-    let keys: Value = app
-        .get("/v1/firmware/keys")
-        .bearer_auth(app.user_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
-    keys["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| TrustedKey::new(b64.decode(k["public_key"].as_str().unwrap()).unwrap().try_into().unwrap()))
-        .collect()
+    let keys = manifest_public_keys(app).await;
+    keys.iter().map(|k| TrustedKey::new(b64.decode(k).unwrap().try_into().unwrap())).collect()
 }
 
 fn now_unix() -> u64 {

@@ -6,69 +6,15 @@ use semver::Version;
 
 use super::ManifestBody;
 
-/// One check, named as README names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Check {
-    /// A trusted key's ed25519 signature over the canonical `signed`.
-    Signature,
-    /// `type` is a firmware manifest.
-    Type,
-    /// `expires_at` is in the future.
-    Expiry,
-    /// The manifest names exactly the device's hardware, no other.
-    Hardware,
-    /// The manifest's channel is the device's or a more stable one.
-    Channel,
-    /// The version is above the device's current one.
-    Newer,
-    /// The device's current version is at least `min_from_version`.
-    MinFromVersion,
-    /// The version is not below the anti-rollback floor (`min_version`).
-    Floor,
-    /// The image has the manifest's size and SHA-256.
-    Image,
-    /// The chunk table (spec 1.1) is 32 bytes a chunk and has `chunk_table_sha256`.
-    ChunkTable,
-    /// Each chunk has its table entry's SHA-256 and length.
-    Chunk,
-}
-
-impl Check {
-    /// The name README's list uses.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Signature => "signature",
-            Self::Type => "type",
-            Self::Expiry => "expiry",
-            Self::Hardware => "hardware",
-            Self::Channel => "channel",
-            Self::Newer => "newer",
-            Self::MinFromVersion => "min_from_version",
-            Self::Floor => "floor",
-            Self::Image => "image",
-            Self::ChunkTable => "chunk_table",
-            Self::Chunk => "chunk",
-        }
-    }
-}
+/// One check, named as README names it: the watch's verifier's own list (`nowatch-ota-watch`,
+/// which a watch runs and `nowatch-ota verify` checks with), so the two cannot drift.
+pub use nowatch_ota_watch::Check;
 
 /// Every device check, in the order a device makes them: first whether to believe the manifest
 /// at all, then whether it is for this device, then whether the bytes are the ones it names
 /// (the image whole, or the chunk table and then each chunk: a spec 1.1 manifest relayed by a
-/// phone). The watch's verifier (`nowatch-ota-watch`) names its checks the same, in this order.
-pub const DEVICE_CHECKS: [Check; 11] = [
-    Check::Signature,
-    Check::Type,
-    Check::Expiry,
-    Check::Hardware,
-    Check::Channel,
-    Check::Newer,
-    Check::MinFromVersion,
-    Check::Floor,
-    Check::Image,
-    Check::ChunkTable,
-    Check::Chunk,
-];
+/// phone).
+pub const DEVICE_CHECKS: [Check; 11] = Check::ALL;
 
 /// What a device knows about itself. A fact left out skips the checks that need it.
 #[derive(Debug, Clone, Default)]
