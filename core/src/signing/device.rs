@@ -28,6 +28,8 @@ pub struct Device {
 /// Runs one of the checks on a verified manifest's body that need only the body and the device:
 /// [`Check::Hardware`] to [`Check::Floor`]; the others pass here (they need the envelope, the
 /// clock or the image). The error says what failed; the caller prefixes the check's name.
+/// Versions compare by semver precedence (build metadata ignored), as the service and the
+/// watch compare them.
 pub fn check_body(check: Check, body: &ManifestBody, device: &Device) -> Result<(), String> {
     let version = || Version::parse(&body.version).map_err(|e| format!("version: {e}"));
     match check {
@@ -47,7 +49,7 @@ pub fn check_body(check: Check, body: &ManifestBody, device: &Device) -> Result<
             }
         }
         Check::Newer => match &device.current_version {
-            Some(current) if version()? <= *current => {
+            Some(current) if version()?.cmp_precedence(current).is_le() => {
                 Err(format!("{} is not above the current {current}", body.version))
             }
             _ => Ok(()),
@@ -55,7 +57,7 @@ pub fn check_body(check: Check, body: &ManifestBody, device: &Device) -> Result<
         Check::MinFromVersion => match (&device.current_version, &body.min_from_version) {
             (Some(current), Some(min_from)) => {
                 let min_from = Version::parse(min_from).map_err(|e| format!("min_from_version: {e}"))?;
-                match *current >= min_from {
+                match current.cmp_precedence(&min_from).is_ge() {
                     true => Ok(()),
                     false => Err(format!(
                         "{} installs only from {min_from} (min_from_version) or later, not from {current}",
@@ -68,7 +70,7 @@ pub fn check_body(check: Check, body: &ManifestBody, device: &Device) -> Result<
         Check::Floor => match &body.min_version {
             Some(floor) => {
                 let floor = Version::parse(floor).map_err(|e| format!("min_version: {e}"))?;
-                match version()? >= floor {
+                match version()?.cmp_precedence(&floor).is_ge() {
                     true => Ok(()),
                     false => Err(format!(
                         "{} is below the anti-rollback floor (min_version) {floor}",
@@ -139,6 +141,16 @@ mod tests {
         assert_eq!(failed(&below_floor, &device("hw-a", "2.0.0", "beta")), ["floor"]);
         let unknown = device("hw-a", "2.0.0", "nightly");
         assert_eq!(failed(&ok, &unknown), ["channel"]);
+    }
+
+    #[test]
+    fn build_metadata_does_not_make_a_version_newer_or_older() {
+        let ok = body("3.0.0+build.7", &["hw-a"], "beta");
+        assert_eq!(failed(&ok, &device("hw-a", "3.0.0+build.2", "beta")), ["newer"]);
+        let floored = ManifestBody { min_version: Some("3.0.0+build.9".into()), ..ok.clone() };
+        assert!(failed(&floored, &device("hw-a", "2.0.0", "beta")).is_empty());
+        let from = ManifestBody { min_from_version: Some("2.0.0+build.9".into()), ..ok };
+        assert!(failed(&from, &device("hw-a", "2.0.0+build.1", "beta")).is_empty());
     }
 
     #[test]
