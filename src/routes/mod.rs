@@ -6,6 +6,8 @@ pub mod admin_devices;
 pub mod admin_firmware;
 pub mod admin_hardware;
 pub mod admin_rollouts;
+pub mod admin_timeline;
+pub mod console;
 pub mod delta;
 pub mod docs;
 pub mod download;

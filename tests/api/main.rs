@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod config;
+mod console;
 mod contract;
 mod deltas;
 mod device;
