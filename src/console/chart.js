@@ -59,13 +59,18 @@ export function chart(timeline) {
   });
 
   // Stage entries.
+  // Stage entries; a label close to the one before it goes one line lower.
   const start = new Date(timeline.started_at).getTime();
+  let lastX = -Infinity;
+  let line = 0;
   for (const stage of timeline.stages) {
     if (!stage.entered_at) continue;
     const x = PAD.left + ((new Date(stage.entered_at).getTime() - start) / 1000 / timeline.step) * slot;
     if (x < PAD.left || x > W - PAD.right) continue;
+    line = x - lastX < 40 ? line + 1 : 0;
+    lastX = x;
     svg.append(s('line', { x1: x, x2: x, y1: PAD.top, y2: PAD.top + plotH, class: 'stage-mark' }));
-    svg.append(s('text', { x: x + 3, y: PAD.top + 10, class: 'stage-label' }, `${stage.percent} %`));
+    svg.append(s('text', { x: x + 3, y: PAD.top + 10 + line * 12, class: 'stage-label' }, `${stage.percent} %`));
   }
 
   // Threshold, then the failure rate so far.

@@ -65,7 +65,7 @@ async function deltas(id) {
       ['Size', (d) => bytes(d.size)],
       ['Ratio', (d) => (d.ratio === null ? '—' : percent(d.ratio))],
       ['Why', (d) => d.reason || ''],
-    ], list.items, 'No patches (none planned: no device runs an older version of this hardware).');
+    ], list.items, 'No patches: none is planned until devices of this hardware report an older version (or deltas are off).');
   } catch (error) {
     return errorBox(error);
   }
@@ -130,6 +130,7 @@ export async function render({ main, arg: id, signIn }) {
         ['Created', h('span', {}, `${release.created_by}, `, when(release.created_at))],
         ['Published', when(release.published_at)],
         ['Release notes', release.release_notes || h('span', { class: 'muted' }, 'none')],
+        ['Release signature', release.release_signature ? short(release.release_signature) : h('span', { class: 'muted' }, 'none')],
         ...(release.state === 'revoked' ? [['Revoked', h('span', {}, `${release.revoked_by}, `, when(release.revoked_at), `: ${release.revoke_reason}`)]] : []),
       ])),
       section('Rollouts', table([
@@ -139,10 +140,11 @@ export async function render({ main, arg: id, signIn }) {
         ['Percent', (r) => `${r.percent} %`],
         ['Started', (r) => when(r.created_at)],
       ], rollouts.items, 'Not published yet.'))),
-    release.state !== 'revoked' ? section('Publish', live.length ? h('p', { class: 'muted' }, `Live on ${live.map((r) => r.channel).join(', ')}; another channel may be added.`) : null, publishForm) : null,
-    section('Manifest', await manifest(release)),
-    section('Patches (deltas)', await deltas(id)),
-    release.state !== 'revoked' ? section('Revoke', revokeForm) : null,
-    h('p', { class: 'muted' }, 'Signature: ', short(release.release_signature)));
+    h('div', { class: 'grid' },
+      section('Manifest', await manifest(release)),
+      section('Patches (deltas)', await deltas(id))),
+    release.state !== 'revoked' ? h('div', { class: 'grid' },
+      section('Publish', live.length ? h('p', { class: 'muted' }, `Live on ${live.map((r) => r.channel).join(', ')}; another channel may be added.`) : null, publishForm),
+      section('Revoke', revokeForm)) : null);
   return null;
 }

@@ -110,7 +110,7 @@ export async function render({ main, arg: id, signIn }) {
     if (!timeline) return;
     fill(chartBox, timeline.buckets.length ? chart(timeline) : h('p', { class: 'muted' }, 'No reports yet.'));
     fill(stages, table([
-      ['Stage', (st) => h('span', { class: st.stage === view.stage && LIVE.includes(view.state) ? 'current' : '' }, st.stage + 1)],
+      ['Stage', (st) => h('span', { class: st.stage === view.stage && LIVE.includes(view.state) ? 'current-stage' : '' }, st.stage + 1)],
       ['Percent', (st) => `${st.percent} %`],
       ['Lasts at least', (st) => `${st.min_duration_s} s`],
       ['Entered', (st) => when(st.entered_at)],

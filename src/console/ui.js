@@ -45,7 +45,7 @@ export function percent(rate) {
 export function when(iso) {
   if (!iso) return h('span', { class: 'muted' }, '—');
   const date = new Date(iso);
-  return h('time', { datetime: iso, title: iso }, `${date.toLocaleString()} (${ago(date)})`);
+  return h('time', { datetime: iso, title: iso }, `${date.toLocaleString([], { dateStyle: 'medium', timeStyle: 'medium' })} (${ago(date)})`);
 }
 
 export function ago(date) {

@@ -13,7 +13,7 @@ export async function render({ main, signIn }) {
   const rollout = await publishFields();
   publishNow.addEventListener('change', () => { rollout.disabled = !publishNow.checked; });
 
-  const form = h('form', { id: 'upload-form' },
+  const form = h('form', { id: 'upload-form' }, h('div', { class: 'columns' },
     h('fieldset', {},
       h('legend', {}, 'Image'),
       h('label', {}, 'File ', h('input', { id: 'file', type: 'file', required: true })),
@@ -22,10 +22,9 @@ export async function render({ main, signIn }) {
       h('label', {}, 'Installs from version (optional) ', h('input', { id: 'min-from-version', placeholder: '1.2.0' })),
       h('label', { class: 'check' }, h('input', { id: 'mandatory', type: 'checkbox' }), ' Mandatory'),
       h('label', {}, 'Release notes ', h('textarea', { id: 'release-notes', rows: 3 }))),
-    h('label', { class: 'check' }, publishNow, ' Publish after the upload'),
-    rollout,
+    h('div', {}, h('label', { class: 'check' }, publishNow, ' Publish after the upload'), rollout)),
     h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'upload' }, 'Upload')),
-    h('div', { class: 'progress' }, progress, progressText));
+    h('div', { class: 'progress' }, h('label', { for: 'upload-progress' }, 'Upload'), progress, progressText));
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();

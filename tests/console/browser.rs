@@ -116,9 +116,19 @@ impl Browser {
         }
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/console-{name}.png"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        // Nothing may move while the picture is taken: no caret, no hover.
-        self.eval("document.activeElement && document.activeElement.blur()").await;
-        self.driver().screenshot(&path).await.unwrap();
+        // The whole page, from the top, without a caret: the window grows to the page's height
+        // for the picture (the browser's own frame is the difference between the two heights).
+        self.eval("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)").await;
+        let driver = self.driver();
+        let rect = driver.get_window_rect().await.unwrap();
+        let frame = rect.height - self.eval("return window.innerHeight").await.as_i64().unwrap();
+        let page = self.eval("return document.documentElement.scrollHeight").await.as_i64().unwrap();
+        driver
+            .set_window_rect(rect.x, rect.y, rect.width as u32, (page + frame).min(2400) as u32)
+            .await
+            .unwrap();
+        driver.screenshot(&path).await.unwrap();
+        driver.set_window_rect(rect.x, rect.y, rect.width as u32, rect.height as u32).await.unwrap();
     }
 }
 
