@@ -227,11 +227,20 @@ async fn a_token_that_is_not_an_admins_is_told_so_and_the_token_stays_out_of_url
     browser.wait_for_count("#token", 1).await;
     assert_eq!(browser.eval("return sessionStorage.length").await, 0);
 
+    // Without `proxy.upstream` the backend's admin login is not there: the page says so.
+    browser.click(".sign-in details summary").await;
+    browser.type_into("#email", "ops@example.com").await;
+    browser.type_into("#password", "hunter2").await;
+    browser.click("#login-form button[type=submit]").await;
+    browser.wait_for_text("#sign-in-status", "no upstream is configured").await;
+    assert_eq!(browser.eval("return sessionStorage.length").await, 0);
+
     upload_ok(&app, "3.0.0", &["nw-s1"], image_bytes(9, 1000)).await;
     sign_in(&browser, &app, &app.admin_token()).await;
     browser.wait_for_text("#releases", "3.0.0").await;
     let overflow = browser.eval("return document.documentElement.scrollWidth - window.innerWidth").await;
     assert!(overflow.as_i64().unwrap() <= 0, "the page scrolls sideways on a phone by {overflow} px");
+    browser.screenshot("phone").await;
 
     browser.quit().await;
     eprintln!("403/401 and phone layout in the browser: {:.1} s", started.elapsed().as_secs_f64());
