@@ -3,18 +3,19 @@
 //! each stage was entered (from the event chain).
 //!
 //! The counts come from `device_report`, which keeps one row per device and release: a device
-//! is counted once, by its latest status, in the interval of its latest report. So the last
-//! interval's cumulative failure rate is the rollout view's.
+//! is counted once, by its latest status, in the interval of its latest report (the database
+//! groups them: [`crate::db::report_timeline`]). So the last interval's cumulative failure rate
+//! is the rollout view's.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::EntityTrait;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::entities::{device_report, rollout};
-use crate::db::rollout_events;
+use crate::db::entities::rollout;
+use crate::db::{report_timeline, rollout_events};
 use crate::domain::ReportStatus;
 use crate::domain::rollout::{EventKind, Outcomes, StageInput};
 use crate::error::ApiError;
@@ -90,19 +91,11 @@ pub async fn timeline(state: &AppState, id: Uuid, step: Option<u64>) -> Result<T
     let now = Utc::now();
     let age_s = u64::try_from((now - row.created_at).num_seconds()).unwrap_or(0);
     let step = choose_step(step, age_s)?;
-    let reports: Vec<(ReportStatus, DateTime<Utc>)> = device_report::Entity::find()
-        .select_only()
-        .column(device_report::Column::Status)
-        .column(device_report::Column::UpdatedAt)
-        .filter(device_report::Column::RolloutId.eq(id))
-        .filter(device_report::Column::Counted.eq(true))
-        .into_tuple()
-        .all(&txn)
-        .await?;
+    let counts = report_timeline::counts_by_interval(&txn, id, row.created_at, step).await?;
     let events = rollout_events::list(&txn, id).await?;
     txn.commit().await?;
 
-    let buckets = bucket_reports(row.created_at, step, age_s / step + 1, &reports);
+    let buckets = buckets(row.created_at, step, age_s / step + 1, &counts);
     let stages = stage_entries(&row, &events);
     Ok(Timeline {
         rollout_id: id,
@@ -116,22 +109,17 @@ pub async fn timeline(state: &AppState, id: Uuid, step: Option<u64>) -> Result<T
     })
 }
 
-/// `count` intervals of `step` seconds from `start`, each with the reports that fell in it (a
-/// report before `start` counts in the first, one after the last interval in the last).
-fn bucket_reports(
-    start: DateTime<Utc>,
-    step: u64,
-    count: u64,
-    reports: &[(ReportStatus, DateTime<Utc>)],
-) -> Vec<Bucket> {
+/// `count` intervals of `step` seconds from `start`, each with the devices counted in it, from
+/// `(interval, status, devices)` rows (one before `start` counts in the first interval, one
+/// after the last interval in the last).
+fn buckets(start: DateTime<Utc>, step: u64, count: u64, rows: &[(i64, ReportStatus, i64)]) -> Vec<Bucket> {
     let empty: BTreeMap<String, u64> = ReportStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
-    let mut counts = vec![empty; usize::try_from(count).unwrap_or(1)];
-    let last = counts.len().saturating_sub(1);
-    for (status, at) in reports {
-        let offset = u64::try_from((*at - start).num_seconds()).unwrap_or(0);
-        let index = usize::try_from(offset / step).unwrap_or(usize::MAX).min(last);
+    let mut counts = vec![empty; usize::try_from(count).unwrap_or(1).max(1)];
+    let last = counts.len() - 1;
+    for (interval, status, devices) in rows {
+        let index = usize::try_from(*interval).unwrap_or(0).min(last);
         if let Some(slot) = counts[index].get_mut(status.as_str()) {
-            *slot += 1;
+            *slot += u64::try_from(*devices).unwrap_or(0);
         }
     }
     let mut so_far = Outcomes { installed: 0, failed: 0 };
@@ -197,13 +185,13 @@ mod tests {
     fn reports_fall_into_their_interval_and_the_rate_accumulates() {
         let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
         let at = |s: i64| start + chrono::Duration::seconds(s);
-        let reports = vec![
-            (ReportStatus::Installed, at(1)),
-            (ReportStatus::Failed, at(12)),
-            (ReportStatus::Installed, at(-5)),
-            (ReportStatus::Downloading, at(500)),
+        let rows = vec![
+            (0, ReportStatus::Installed, 1),
+            (1, ReportStatus::Failed, 1),
+            (-1, ReportStatus::Installed, 1),
+            (50, ReportStatus::Downloading, 1),
         ];
-        let buckets = bucket_reports(start, 10, 3, &reports);
+        let buckets = buckets(start, 10, 3, &rows);
         assert_eq!(buckets.len(), 3);
         assert_eq!(buckets[0].counts["installed"], 2);
         assert_eq!(buckets[0].failure_rate, Some(0.0));

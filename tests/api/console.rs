@@ -79,6 +79,48 @@ async fn the_timeline_counts_reports_by_status_with_the_failure_rate_so_far() {
 }
 
 #[tokio::test]
+async fn each_report_falls_into_the_interval_of_its_time() {
+    use nowatch_ota::db::entities::{device_report, rollout};
+    let app = spawn_app().await;
+    let (firmware, rollout_id) = released(&app, "2.0.0", json!({"channel": "stable"})).await;
+    for device in ["w-1", "w-2", "w-3", "w-4"] {
+        report(&app, &firmware, device, if device == "w-3" { "failed" } else { "installed" }).await;
+    }
+    // The rollout started 5 minutes ago; its devices reported 10 s, 70 s, 75 s and 250 s in.
+    let id = uuid::Uuid::parse_str(&rollout_id).unwrap();
+    let start = Utc::now() - Duration::seconds(300);
+    let mut row =
+        rollout::Entity::find_by_id(id).one(&app.state.db).await.unwrap().unwrap().into_active_model();
+    row.created_at = Set(start);
+    row.update(&app.state.db).await.unwrap();
+    for (device, offset) in [("w-1", 10), ("w-2", 70), ("w-3", 75), ("w-4", 250)] {
+        let key = (device.to_owned(), uuid::Uuid::parse_str(&firmware).unwrap());
+        let report = device_report::Entity::find_by_id(key).one(&app.state.db).await.unwrap().unwrap();
+        let mut report = report.into_active_model();
+        report.updated_at = Set(start + Duration::milliseconds(offset * 1000 + 500));
+        report.update(&app.state.db).await.unwrap();
+    }
+
+    let timeline: Value = admin_get(&app, &format!("/v1/admin/rollouts/{rollout_id}/timeline?step=60"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let buckets = timeline["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 6, "5 whole minutes and the one running");
+    let per_bucket: Vec<(u64, u64)> = buckets
+        .iter()
+        .map(|b| (b["counts"]["installed"].as_u64().unwrap(), b["counts"]["failed"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(per_bucket, [(1, 0), (1, 1), (0, 0), (0, 0), (1, 0), (0, 0)]);
+    let rates: Vec<Value> = buckets.iter().map(|b| b["failure_rate"].clone()).collect();
+    assert_eq!(
+        rates,
+        [json!(0.0), json!(1.0 / 3.0), json!(1.0 / 3.0), json!(1.0 / 3.0), json!(0.25), json!(0.25)]
+    );
+}
+
+#[tokio::test]
 async fn the_timeline_says_when_each_stage_was_entered() {
     let app = spawn_app().await;
     let stages = json!([{"percent": 10, "min_duration_s": 0}, {"percent": 50, "min_duration_s": 600}, {"percent": 100}]);
