@@ -25,7 +25,9 @@ export function chart(timeline) {
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
   const totals = buckets.map((b) => STATUSES.reduce((n, st) => n + (b.counts[st] || 0), 0));
-  const max = Math.max(1, ...totals);
+  // An even top, so that the middle grid line is a whole number of devices.
+  const top = Math.max(1, ...totals);
+  const max = top === 1 ? 1 : Math.ceil(top / 2) * 2;
   const slot = plotW / Math.max(1, buckets.length);
   const y = (n) => PAD.top + plotH - (n / max) * plotH;
   const rateY = (r) => PAD.top + plotH - Math.min(1, r) * plotH;
@@ -34,7 +36,7 @@ export function chart(timeline) {
   for (const f of [0, 0.5, 1]) {
     const gy = PAD.top + plotH - f * plotH;
     svg.append(s('line', { x1: PAD.left, x2: W - PAD.right, y1: gy, y2: gy, class: 'grid' }));
-    svg.append(s('text', { x: PAD.left - 6, y: gy + 4, class: 'axis', 'text-anchor': 'end' }, Math.round(f * max)));
+    if (max > 1 || f !== 0.5) svg.append(s('text', { x: PAD.left - 6, y: gy + 4, class: 'axis', 'text-anchor': 'end' }, f * max));
     svg.append(s('text', { x: W - PAD.right + 6, y: gy + 4, class: 'axis' }, `${Math.round(f * 100)} %`));
   }
   const labels = Math.min(buckets.length, 6);

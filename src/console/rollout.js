@@ -35,7 +35,7 @@ function eventDetail(e) {
   const d = { ...e.detail };
   const move = d.from_state !== undefined ? `${d.from_state} → ${d.to_state}, stage ${d.from_stage + 1} → ${d.to_stage + 1}` : '';
   for (const k of ['from_state', 'to_state', 'from_stage', 'to_stage']) delete d[k];
-  const rest = Object.keys(d).length ? JSON.stringify(d) : '';
+  const rest = Object.entries(d).map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ');
   return [move, rest].filter(Boolean).join('; ');
 }
 
