@@ -54,6 +54,7 @@ impl Application {
             let api = openapi::for_settings(api, &app_state.settings);
             app.configure(|cfg| routes::method_not_allowed(cfg, &api))
                 .configure(|cfg| routes::docs::mount(cfg, api))
+                .configure(routes::console::mount)
                 .default_service(web::to(fallback))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .wrap(from_fn(forward_proxied))
@@ -133,6 +134,7 @@ fn mount(cfg: &mut ServiceConfig, settings: &Settings) {
     .configure(routes::admin_deltas::mount)
     .configure(routes::admin_hardware::mount)
     .configure(routes::admin_rollouts::mount)
+    .configure(routes::admin_timeline::mount)
     .configure(routes::metrics::mount);
 }
 

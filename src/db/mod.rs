@@ -6,6 +6,7 @@ pub mod deltas;
 pub mod entities;
 pub mod firmware;
 mod redact;
+pub mod report_timeline;
 pub mod rollout_events;
 
 pub use redact::without_password;

@@ -30,6 +30,9 @@ pub struct ListQuery {
     /// Only rollouts in this state.
     #[param(value_type = Option<RolloutState>, nullable = false)]
     state: Option<String>,
+    /// Only rollouts of this release.
+    #[param(value_type = Option<uuid::Uuid>, nullable = false)]
+    firmware_id: Option<String>,
 }
 
 #[utoipa::path(
@@ -50,7 +53,15 @@ pub async fn list_rollouts(
         .map(RolloutState::parse)
         .transpose()
         .map_err(|e| ApiError::field("state", e))?;
-    Ok(HttpResponse::Ok().json(rollouts::list(&state, filter).await?))
+    let firmware_id = query
+        .firmware_id
+        .as_deref()
+        .map(|raw| {
+            uuid::Uuid::parse_str(raw)
+                .map_err(|_| ApiError::field("firmware_id", format!("{raw:?} is not a UUID")))
+        })
+        .transpose()?;
+    Ok(HttpResponse::Ok().json(rollouts::list(&state, filter, firmware_id).await?))
 }
 
 #[utoipa::path(

@@ -16,4 +16,5 @@ pub mod reports;
 pub mod rollout_engine;
 pub mod rollouts;
 pub mod sweep;
+pub mod timeline;
 pub mod upload;

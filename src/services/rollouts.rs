@@ -327,11 +327,18 @@ pub struct RolloutList {
     pub total: u64,
 }
 
-/// Rollouts, newest first, optionally in one state.
-pub async fn list(state: &AppState, filter: Option<RolloutState>) -> Result<RolloutList, ApiError> {
+/// Rollouts, newest first, optionally in one state, optionally of one release.
+pub async fn list(
+    state: &AppState,
+    filter: Option<RolloutState>,
+    firmware_id: Option<Uuid>,
+) -> Result<RolloutList, ApiError> {
     let mut query = rollout::Entity::find().order_by_desc(rollout::Column::CreatedAt);
     if let Some(s) = filter {
         query = query.filter(rollout::Column::State.eq(s));
+    }
+    if let Some(id) = firmware_id {
+        query = query.filter(rollout::Column::FirmwareId.eq(id));
     }
     let items: Vec<RolloutSummary> =
         query.limit(500).all(&state.db).await?.iter().map(RolloutSummary::new).collect();

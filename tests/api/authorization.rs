@@ -54,6 +54,7 @@ fn decisions() -> BTreeMap<(&'static str, &'static str), Policy> {
         (("get", "/v1/admin/rollouts"), Admin),
         (("get", "/v1/admin/rollouts/{id}"), Admin),
         (("get", "/v1/admin/rollouts/{id}/preview"), Admin),
+        (("get", "/v1/admin/rollouts/{id}/timeline"), Admin),
         (("post", "/v1/admin/rollouts/{id}/pause"), Admin),
         (("post", "/v1/admin/rollouts/{id}/resume"), Admin),
         (("post", "/v1/admin/rollouts/{id}/advance"), Admin),

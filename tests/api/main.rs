@@ -13,6 +13,7 @@ mod chunks;
 mod cli;
 mod concurrency;
 mod config;
+mod console;
 mod contract;
 mod deltas;
 mod device;
