@@ -4,7 +4,7 @@
 // is live the page refreshes itself every 2 s.
 
 import { get, post } from './api.js';
-import { badge, confirm, errorBox, facts, fill, h, percent, section, short, table, when } from './ui.js';
+import { badge, bytes, confirm, errorBox, facts, fill, h, percent, section, short, table, when } from './ui.js';
 import { STATUSES, chart, legend } from './chart.js';
 
 const POLL_MS = 2000;
@@ -88,6 +88,7 @@ export async function render({ main, arg: id, signIn }) {
       ['Reports', h('span', { id: 'counts' }, STATUSES.map((st) => `${view.counts[st] || 0} ${st}`).join(' · '))],
       ['Uncounted', Object.entries(view.uncounted).filter(([, n]) => n).map(([st, n]) => `${n} ${st}`).join(' · ') || 'none'],
       ['Downloads', `${view.downloads.delta} by patch · ${view.downloads.full} full`],
+      ['Relayed by phone', h('span', { id: 'relay' }, relayed(view.relay))],
       ['Stage since', when(view.stage_started_at)],
       ['Created', h('span', {}, `${view.created_by}, `, when(view.created_at))],
       ...(view.problem ? [['Problem', h('span', { class: 'bad' }, view.problem)]] : []),
@@ -145,4 +146,13 @@ export async function render({ main, arg: id, signIn }) {
   }
   timer = setTimeout(tick, POLL_MS);
   return () => { stopped = true; clearTimeout(timer); };
+}
+
+/** What phones said of their relays to the watches: where relayed updates stall. */
+function relayed(relay) {
+  if (!relay || !relay.devices) return 'none';
+  const waiting = (relay.by_status.downloading || 0) + (relay.by_status.downloaded || 0);
+  const devices = relay.devices === 1 ? '1 device' : `${relay.devices} devices`;
+  return `${devices} · ${bytes(relay.bytes_delivered)} delivered · `
+    + `${relay.chunks_rejected} chunks rejected · ${waiting} not installed yet`;
 }

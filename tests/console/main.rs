@@ -125,6 +125,20 @@ async fn a_release_engineer_uploads_publishes_and_steers_a_rollout_in_the_browse
     report(&app, &firmware, &devices[0], "installed").await;
     report(&app, &firmware, &devices[4], "downloading").await;
     browser.wait_for_text("#counts", "1 installed").await;
+    // The phone relaying to devices[4]'s watch says how far it got.
+    let relay = json!({"device_id": &devices[4], "status": "downloading",
+        "relay": {"via": "phone", "bytes_delivered": 40960, "chunks_rejected": 2}});
+    let response = app
+        .post(&format!("/v1/firmware/{firmware}/report"))
+        .bearer_auth(app.owner_token(&devices[4]))
+        .json(&relay)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    browser
+        .wait_for_text("#relay", "1 device · 40.0 KiB delivered · 2 chunks rejected · 1 not installed yet")
+        .await;
     for device in &devices[1..4] {
         report(&app, &firmware, device, "failed").await;
     }
