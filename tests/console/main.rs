@@ -259,3 +259,65 @@ async fn a_token_that_is_not_an_admins_is_told_so_and_the_token_stays_out_of_url
     browser.quit().await;
     eprintln!("403/401 and phone layout in the browser: {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// A stand-in for the backend's admin login: `POST /v2/auth/login/admin` answers 201 with an
+/// admin token for the right password, 401 in the NOWATCH shape otherwise; what it received is
+/// kept for the test.
+async fn backend_with_admin_login(
+    admin_token: String,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let server = HttpServer::new(move || {
+        let (token, seen) = (admin_token.clone(), kept.clone());
+        App::new().route(
+            "/v2/auth/login/admin",
+            web::post().to(move |body: web::Json<serde_json::Value>| {
+                let (token, seen) = (token.clone(), seen.clone());
+                async move {
+                    seen.lock().unwrap().push(body.to_string());
+                    match body["password"] == "correct horse" {
+                        true => HttpResponse::Created().json(json!({"access": token, "refresh": "r"})),
+                        false => HttpResponse::Unauthorized()
+                            .json(json!({"statusCode": 401, "message": ["wrong email or password"], "error": "Unauthorized"})),
+                    }
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let address = format!("http://{}", server.addrs()[0]);
+    tokio::spawn(server.run());
+    (address, seen)
+}
+
+#[tokio::test]
+async fn signing_in_through_the_backend_keeps_the_token_it_gives_for_the_tab() {
+    let admin = helpers::token(json!({"sub": "ops@example.com", "isAdmin": true}));
+    let (upstream, seen) = backend_with_admin_login(admin.clone()).await;
+    let app = helpers::spawn_app_with(&[("NOWATCH_OTA__PROXY__UPSTREAM", upstream.as_str())]).await;
+    upload_ok(&app, "4.0.0", &["nw-s1"], image_bytes(12, 1000)).await;
+    let browser = Browser::start(1280, 900).await;
+    browser.driver().goto(app.url("/console/")).await.unwrap();
+    browser.click(".sign-in details summary").await;
+    browser.type_into("#email", "ops@example.com").await;
+    browser.type_into("#password", "wrong").await;
+    browser.click("#login-form button[type=submit]").await;
+    browser.wait_for_text("#sign-in-status", "wrong email or password").await;
+    assert_eq!(browser.eval("return sessionStorage.length").await, 0, "a refused sign-in keeps nothing");
+
+    browser.driver().find(thirtyfour::By::Css("#password")).await.unwrap().clear().await.unwrap();
+    browser.type_into("#password", "correct horse").await;
+    browser.click("#login-form button[type=submit]").await;
+    browser.wait_for_text("#releases", "4.0.0").await;
+    let stored = browser.eval("return sessionStorage.getItem('nowatch-ota.console.token')").await;
+    assert_eq!(stored, admin.as_str(), "the backend's token, kept for the tab");
+    assert!(!browser.driver().current_url().await.unwrap().to_string().contains("eyJ"));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "the proxy passed both attempts to the backend");
+    assert!(seen[1].contains("ops@example.com") && seen[1].contains("correct horse"), "{seen:?}");
+    browser.quit().await;
+}
