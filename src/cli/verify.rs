@@ -93,6 +93,14 @@ impl VerifyArgs {
         if let Some(written) = verified.delta_written {
             println!("delta: {written} bytes written to {}", self.image.display());
         }
+        if verified.reserialised {
+            eprintln!(
+                "note: {} is not the manifest as served (its JSON was re-serialised); it was checked in \
+                 the served form, but a watch fed this file as it stands refuses it: relay the bytes the \
+                 service sent",
+                self.manifest.display()
+            );
+        }
         let body = verified.body;
         let hardware = body.hardware.join(",");
         println!(

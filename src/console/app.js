@@ -81,10 +81,16 @@ function signInPage() {
     status);
 }
 
+/** Pages whose argument is a release or rollout id: only a UUID goes into their API paths. */
+const ID_PAGES = new Set(['release', 'rollout']);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 function route() {
   const [path, query = ''] = location.hash.replace(/^#\/?/, '').split('?');
   const [name, ...rest] = path.split('/');
-  return { name: name || 'releases', arg: rest.map(decodeURIComponent).join('/'), query: new URLSearchParams(query) };
+  let arg = '';
+  try { arg = rest.map(decodeURIComponent).join('/'); } catch { arg = '\u0000'; }
+  return { name: name || 'releases', arg, query: new URLSearchParams(query) };
 }
 
 async function render() {
@@ -97,8 +103,8 @@ async function render() {
     return;
   }
   const page = pages[name];
-  if (!page) {
-    fill(main, errorBox(new ApiError(404, `No page “${name}”.`)));
+  if (!page || (ID_PAGES.has(name) && !UUID.test(arg))) {
+    fill(main, errorBox(new ApiError(404, page ? `No ${name} “${arg}”.` : `No page “${name}”.`)));
     return;
   }
   const ctx = { main, arg, query, signIn: signOut };

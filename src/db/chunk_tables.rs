@@ -1,7 +1,9 @@
 //! Queries on releases' chunk tables (`services::chunks`).
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use uuid::Uuid;
 
 use super::entities::firmware;
@@ -21,18 +23,20 @@ pub async fn set(db: &impl ConnectionTrait, id: Uuid, chunk_size: u32, sha256: &
     Ok(updated.rows_affected == 1)
 }
 
-/// Published releases without a chunk table (published before tables existed, or whose build
-/// failed at publish), at most `limit`.
-pub async fn missing(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<Uuid>, DbErr> {
-    firmware::Entity::find()
+/// Published releases by id after `after`, at most `limit`: those the backfill looks at.
+pub async fn published(
+    db: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Uuid>, DbErr> {
+    let mut query = firmware::Entity::find()
         .select_only()
         .column(firmware::Column::Id)
-        .filter(firmware::Column::State.eq(FirmwareState::Published))
-        .filter(firmware::Column::ChunkTableSha256.is_null())
-        .limit(limit)
-        .into_tuple()
-        .all(db)
-        .await
+        .filter(firmware::Column::State.eq(FirmwareState::Published));
+    if let Some(after) = after {
+        query = query.filter(firmware::Column::Id.gt(after));
+    }
+    query.order_by_asc(firmware::Column::Id).limit(limit).into_tuple().all(db).await
 }
 
 /// Whether any release's chunk table has this digest (the sweep keeps it).

@@ -1,7 +1,8 @@
 //! Chunk tables: every published image gets one (`nowatch_ota_core::chunks`), built when it is
 //! first published, before its rollout exists, so no manifest of a published release goes out
 //! without it; releases published before tables existed get theirs from the backfill, which
-//! every instance runs at start-up and with each storage sweep. A table is read from the image
+//! every instance runs at start-up and with each storage sweep (which also rebuilds a table whose
+//! object is gone from the store). A table is read from the image
 //! as it streams (one chunk's hash state in memory, never the image), checked against the
 //! image's size and SHA-256, and stored content-addressed as `chunks/<sha256>` through staging
 //! like an upload; the row then records it with a conditional update, so two instances that
@@ -18,17 +19,48 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::{BlobStream, ObjectKey, StorageError};
 
-/// Gives release `id` a chunk table of `firmware.chunk_size` if it has none; whether it built
-/// one. A missing release or image is the caller's 404 or 409, as elsewhere.
+/// Gives release `id` a chunk table of `firmware.chunk_size` if it has none; whether it recorded
+/// one. A table recorded whose object is gone from the store (lost, or deleted by a sweep that
+/// raced the publish that recorded it) is built again with the row's chunk size: the same bytes
+/// under the same key. A missing release or image is the caller's 404 or 409, as elsewhere.
 pub async fn ensure(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
     let release = db::firmware::find(&state.db, id).await?.ok_or_else(|| ApiError::firmware_not_found(id))?;
     // A revoked release is never offered again; its publish is refused with 409 after this.
-    if release.row.chunk_table_sha256.is_some() || release.row.state == FirmwareState::Revoked {
+    if release.row.state == FirmwareState::Revoked {
         return Ok(false);
     }
-    let digest = Sha256Digest::parse(&release.row.sha256).map_err(ApiError::internal)?;
-    let size = u64::try_from(release.row.size).map_err(ApiError::internal)?;
-    let chunk_size = state.settings.firmware.chunk_size;
+    let recorded = match (release.row.chunk_size, &release.row.chunk_table_sha256) {
+        (Some(chunk_size), Some(sha256)) => {
+            let key = ObjectKey::Chunks(Sha256Digest::parse(sha256).map_err(ApiError::internal)?);
+            if state.store.size(&key).await?.is_some() {
+                return Ok(false);
+            }
+            tracing::warn!(firmware_id = %id, table = %sha256, "chunk table missing from the store; building it again");
+            Some(u32::try_from(chunk_size).map_err(ApiError::internal)?)
+        }
+        _ => None,
+    };
+    let chunk_size = recorded.unwrap_or(state.settings.firmware.chunk_size);
+    let staged = build(state, id, &release.row, chunk_size).await?;
+    if recorded.is_some() {
+        return Ok(false);
+    }
+    let set = db::chunk_tables::set(&state.db, id, chunk_size, &staged.to_hex()).await?;
+    if set {
+        tracing::info!(firmware_id = %id, chunk_size, table = %staged, "chunk table built");
+    }
+    Ok(set)
+}
+
+/// Builds and stores the table of `row`'s image; its digest.
+async fn build(
+    state: &AppState,
+    id: Uuid,
+    row: &crate::db::entities::firmware::Model,
+    chunk_size: u32,
+) -> Result<Sha256Digest, ApiError> {
+    let digest = Sha256Digest::parse(&row.sha256).map_err(ApiError::internal)?;
+    let size = u64::try_from(row.size).map_err(ApiError::internal)?;
     let image = match state.store.open(&ObjectKey::Firmware(digest), None).await {
         Err(StorageError::NotFound(_)) => {
             return Err(ApiError::Conflict(format!(
@@ -40,11 +72,7 @@ pub async fn ensure(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
     let table = table_stream(image, chunk_size, size, *digest.as_bytes());
     let staged = state.store.put_staging(table, table_len(size, chunk_size)).await?;
     state.store.promote(&staged.key, &ObjectKey::Chunks(staged.sha256)).await?;
-    let set = db::chunk_tables::set(&state.db, id, chunk_size, &staged.sha256.to_hex()).await?;
-    if set {
-        tracing::info!(firmware_id = %id, chunk_size, table = %staged.sha256, "chunk table built");
-    }
-    Ok(set)
+    Ok(staged.sha256)
 }
 
 /// The table of `image` as a stream of its entries; fails at the end unless the image had the
@@ -82,19 +110,24 @@ fn table_stream(
     }))
 }
 
-/// Builds the missing tables of published releases, a few at a time; how many it built. A
-/// release whose image cannot be read is logged and left for the next pass.
+/// Builds the missing tables of published releases (and those whose object is gone), in pages
+/// by id so that releases that fail (their image unreadable) cannot hold back the others; how
+/// many it recorded. A failure is logged and left for the next pass.
 pub async fn backfill(state: &AppState) -> anyhow::Result<usize> {
-    let mut built = 0;
-    for id in db::chunk_tables::missing(&state.db, 64).await? {
-        match ensure(state, id).await {
-            Ok(true) => {
-                built += 1;
-                state.release_changed(id).await;
+    let (mut built, mut after) = (0, None);
+    loop {
+        let page = db::chunk_tables::published(&state.db, after, 64).await?;
+        let Some(last) = page.last() else { return Ok(built) };
+        after = Some(*last);
+        for id in page {
+            match ensure(state, id).await {
+                Ok(true) => {
+                    built += 1;
+                    state.release_changed(id).await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(firmware_id = %id, error = %e, "could not build a chunk table"),
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(firmware_id = %id, error = %e, "could not build a chunk table"),
         }
     }
-    Ok(built)
 }

@@ -1,6 +1,8 @@
-//! A rollout's relayed updates, summed from its devices' latest reports: how many devices a
-//! phone relays to, the bytes their watches accepted, the chunks they rejected, and where those
-//! devices are (by status), so admins see where relays stall.
+//! A rollout's relayed updates, summed from the latest reports of the devices that count towards
+//! its health (`counts`): how many devices a phone relays to, the bytes their watches accepted,
+//! the chunks they rejected, and where those devices are (by status), so admins see where relays
+//! stall. Each device's figures are the ones its latest report sent (last writer wins: a relay
+//! that starts again reports lower figures, and that is what it is).
 
 use std::collections::BTreeMap;
 
@@ -32,6 +34,8 @@ pub async fn of_rollout(db: &impl ConnectionTrait, id: Uuid) -> Result<RelaySums
         .column_as(Expr::cust("CAST(SUM(relay_bytes_delivered) AS BIGINT)"), "bytes")
         .column_as(Expr::cust("CAST(SUM(relay_chunks_rejected) AS BIGINT)"), "rejected")
         .filter(Column::RolloutId.eq(id))
+        // As the health counts: one account cannot fill the view with devices of its own.
+        .filter(Column::Counted.eq(true))
         .filter(Column::RelayBytesDelivered.is_not_null())
         .group_by(Column::Status)
         .into_tuple()

@@ -31,6 +31,9 @@ pub struct Inputs<'a> {
 /// What passed: the manifest's body, and how many chunks were checked one by one.
 pub struct Verified {
     pub body: ManifestBody,
+    /// The file was not the manifest's bytes as served (a tool re-serialised its JSON): it was
+    /// checked in the served form, but a watch fed the file as it stands refuses it.
+    pub reserialised: bool,
     pub chunks_checked: Option<u32>,
     /// Bytes the patch gave, with `delta`.
     pub delta_written: Option<u64>,
@@ -66,7 +69,8 @@ pub async fn verify(inputs: &Inputs<'_>, keys: &[VerifyingKey], device: &Device)
         None => None,
     };
     check_whole(&manifest, inputs.image).await?;
-    Ok(Verified { body, chunks_checked, delta_written })
+    let reserialised = raw.trim_ascii() != served.as_bytes();
+    Ok(Verified { body, reserialised, chunks_checked, delta_written })
 }
 
 /// The device's facts as the verifier takes them: one it was not given is taken from the

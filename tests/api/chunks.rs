@@ -251,6 +251,14 @@ async fn verify_checks_each_chunk_against_the_signed_table_and_names_the_bad_one
     let ok = verify(&good_image, &good_table);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("chunks: 257 of 4096 bytes"));
+    assert!(ok.stderr.is_empty(), "the manifest as served: no note");
+
+    // The same manifest pretty-printed by a tool: checked in the served form, with a note.
+    let served: Value = serde_json::from_str(&manifest_text(&app, &id).await).unwrap();
+    std::fs::write(&manifest, serde_json::to_string_pretty(&served).unwrap()).unwrap();
+    let noted = verify(&good_image, &good_table);
+    assert!(noted.status.success(), "{}", String::from_utf8_lossy(&noted.stderr));
+    assert!(String::from_utf8_lossy(&noted.stderr).contains("not the manifest as served"));
 
     let mut bad_table = table.clone();
     bad_table[40] ^= 1;
@@ -268,4 +276,20 @@ async fn verify_checks_each_chunk_against_the_signed_table_and_names_the_bad_one
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("chunk: chunk 100 (bytes 409600..)"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_recorded_table_gone_from_the_store_is_built_again_by_the_backfill() {
+    let app = spawn_app().await;
+    let image = image_bytes(13, 30_000);
+    let id = published(&app, "1.0.0", image.clone()).await;
+    let key = stored_keys(&app, "chunks/").await.remove(0);
+    app.state.store.delete(&nowatch_ota::storage::ObjectKey::parse(&key).unwrap()).await.unwrap();
+    assert_error_shape(get_table(&app, &id).await, 404, &format!("/v1/firmware/{id}/chunks")).await;
+
+    assert_eq!(chunks::backfill(&app.state).await.unwrap(), 0, "nothing newly recorded");
+    assert_eq!(stored_keys(&app, "chunks/").await, vec![key], "the same table under the same key");
+    let response = get_table(&app, &id).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), chunk_table(&image, 4096).as_slice());
 }

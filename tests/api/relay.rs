@@ -10,7 +10,10 @@ use crate::helpers::{
 
 const HW: &str = "nw-s1";
 
-async fn report(app: &TestApp, firmware: &str, device: &str, body: Value) -> reqwest::Response {
+/// A report from a device that says, as phones do, which version it updates from (a device that
+/// does not say is kept apart from the rollout's counts, and from its relay sums).
+async fn report(app: &TestApp, firmware: &str, device: &str, mut body: Value) -> reqwest::Response {
+    body["from_version"] = json!("0.9.0");
     report_as_owner(app, firmware, device, body).await
 }
 
@@ -50,6 +53,32 @@ async fn the_rollout_view_sums_what_phones_say_of_their_relays() {
     assert_eq!(sums["by_status"]["downloading"], 1);
     assert_eq!(sums["by_status"]["installed"], 1, "the figures stay with the later status");
     assert_eq!(sums["by_status"]["failed"], 0);
+}
+
+#[tokio::test]
+async fn one_account_cannot_fill_the_relay_sums_past_the_devices_that_count() {
+    let app = spawn_app().await;
+    let release = upload_ok(&app, "1.0.0", &[HW], image_bytes(4, 10_000)).await;
+    let id = release["id"].as_str().unwrap();
+    let rollout_id = publish(&app, id, json!({"channel": "stable"})).await["id"].as_str().unwrap().to_owned();
+    let account = crate::helpers::token(json!({"sub": "one-account"}));
+    for device in 0..6 {
+        let relay = relay(10_000, 9);
+        let body = json!({"device_id": format!("w-{device}"), "status": "downloading", "from_version": "0.9.0", "relay": relay});
+        let response = app
+            .post(&format!("/v1/firmware/{id}/report"))
+            .bearer_auth(&account)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let view = rollout(&app, &rollout_id).await;
+    // rollout.max_devices_per_owner (3) of its devices count, as in `counts`.
+    assert_eq!(view["relay"]["devices"], 3, "{view}");
+    assert_eq!(view["relay"]["chunks_rejected"], 27);
+    assert_eq!(view["counts"]["downloading"], 3);
 }
 
 #[tokio::test]

@@ -252,6 +252,13 @@ async fn a_token_that_is_not_an_admins_is_told_so_and_the_token_stays_out_of_url
     upload_ok(&app, "3.0.0", &["nw-s1"], image_bytes(9, 1000)).await;
     sign_in(&browser, &app, &app.admin_token()).await;
     browser.wait_for_text("#releases", "3.0.0").await;
+    // Only a UUID goes into a release's API paths: anything else is no such release.
+    browser.driver().goto(app.url("/console/#/release/..%2F..%2Fadmin%2Frollouts")).await.unwrap();
+    browser.wait_for_text("main", "No release").await;
+    browser.driver().goto(app.url("/console/#/release/%E0")).await.unwrap();
+    browser.wait_for_text("main", "No release").await;
+    browser.driver().goto(app.url("/console/#/releases")).await.unwrap();
+    browser.wait_for_text("#releases", "3.0.0").await;
     let overflow = browser.eval("return document.documentElement.scrollWidth - window.innerWidth").await;
     assert!(overflow.as_i64().unwrap() <= 0, "the page scrolls sideways on a phone by {overflow} px");
     browser.screenshot("phone").await;
