@@ -10,13 +10,9 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_error_shape, image_bytes, publish, spawn_app, upload_ok};
 
 async fn report(app: &TestApp, firmware: &str, device: &str, status: &str) {
-    let response = app
-        .post(&format!("/v1/firmware/{firmware}/report"))
-        .bearer_auth(app.owner_token(device))
-        .json(&json!({"device_id": device, "status": status, "from_version": "1.0.0", "error": (status == "failed").then_some("E_BOOT")}))
-        .send()
-        .await
-        .unwrap();
+    let body =
+        json!({"status": status, "from_version": "1.0.0", "error": (status == "failed").then_some("E_BOOT")});
+    let response = crate::helpers::report_as_owner(app, firmware, device, body).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
 

@@ -39,14 +39,7 @@ fn esp8266_pair() -> (Vec<u8>, Vec<u8>) {
 }
 
 async fn report(app: &TestApp, firmware: &str, device: &str, body: Value) -> reqwest::Response {
-    let mut body = body;
-    body["device_id"] = json!(device);
-    app.post(&format!("/v1/firmware/{firmware}/report"))
-        .bearer_auth(app.owner_token(device))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    crate::helpers::report_as_owner(app, firmware, device, body).await
 }
 
 async fn check(app: &TestApp, device: &str, version: &str) -> Value {

@@ -26,13 +26,9 @@ async fn sign_in(browser: &Browser, app: &TestApp, token: &str) {
 }
 
 async fn report(app: &TestApp, firmware: &str, device: &str, status: &str) {
-    let response = app
-        .post(&format!("/v1/firmware/{firmware}/report"))
-        .bearer_auth(app.owner_token(device))
-        .json(&json!({"device_id": device, "status": status, "from_version": "1.0.0", "error": (status == "failed").then_some("E_BOOT")}))
-        .send()
-        .await
-        .unwrap();
+    let body =
+        json!({"status": status, "from_version": "1.0.0", "error": (status == "failed").then_some("E_BOOT")});
+    let response = helpers::report_as_owner(app, firmware, device, body).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
 
