@@ -1,9 +1,7 @@
 //! Queries on releases' chunk tables (`services::chunks`).
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use super::entities::firmware;
@@ -23,20 +21,17 @@ pub async fn set(db: &impl ConnectionTrait, id: Uuid, chunk_size: u32, sha256: &
     Ok(updated.rows_affected == 1)
 }
 
-/// Published releases by id after `after`, at most `limit`: those the backfill looks at.
-pub async fn published(
-    db: &impl ConnectionTrait,
-    after: Option<Uuid>,
-    limit: u64,
-) -> Result<Vec<Uuid>, DbErr> {
-    let mut query = firmware::Entity::find()
+/// Every published release with its chunk table's digest, if it has one (the backfill's work list:
+/// two columns a release).
+pub async fn published(db: &impl ConnectionTrait) -> Result<Vec<(Uuid, Option<String>)>, DbErr> {
+    firmware::Entity::find()
         .select_only()
         .column(firmware::Column::Id)
-        .filter(firmware::Column::State.eq(FirmwareState::Published));
-    if let Some(after) = after {
-        query = query.filter(firmware::Column::Id.gt(after));
-    }
-    query.order_by_asc(firmware::Column::Id).limit(limit).into_tuple().all(db).await
+        .column(firmware::Column::ChunkTableSha256)
+        .filter(firmware::Column::State.eq(FirmwareState::Published))
+        .into_tuple()
+        .all(db)
+        .await
 }
 
 /// Whether any release's chunk table has this digest (the sweep keeps it).

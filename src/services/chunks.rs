@@ -8,6 +8,8 @@
 //! like an upload; the row then records it with a conditional update, so two instances that
 //! build one table at once record it once.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
@@ -110,24 +112,29 @@ fn table_stream(
     }))
 }
 
-/// Builds the missing tables of published releases (and those whose object is gone), in pages
-/// by id so that releases that fail (their image unreadable) cannot hold back the others; how
-/// many it recorded. A failure is logged and left for the next pass.
+/// Builds the missing tables of published releases, and those whose object is gone from the
+/// store; how many it recorded. One query for the published releases' tables and one listing of
+/// `chunks/` find them, so a pass where nothing is missing (the usual one) reads no image and
+/// asks the store nothing per release. A failure is logged and left for the next pass; it does
+/// not hold back the others.
 pub async fn backfill(state: &AppState) -> anyhow::Result<usize> {
-    let (mut built, mut after) = (0, None);
-    loop {
-        let page = db::chunk_tables::published(&state.db, after, 64).await?;
-        let Some(last) = page.last() else { return Ok(built) };
-        after = Some(*last);
-        for id in page {
-            match ensure(state, id).await {
-                Ok(true) => {
-                    built += 1;
-                    state.release_changed(id).await;
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(firmware_id = %id, error = %e, "could not build a chunk table"),
+    let stored: HashSet<String> =
+        state.store.list(ObjectKey::CHUNKS_PREFIX).await?.into_iter().map(|o| o.key).collect();
+    let mut built = 0;
+    for (id, table) in db::chunk_tables::published(&state.db).await? {
+        let present =
+            table.is_some_and(|sha256| stored.contains(&format!("{}{sha256}", ObjectKey::CHUNKS_PREFIX)));
+        if present {
+            continue;
+        }
+        match ensure(state, id).await {
+            Ok(true) => {
+                built += 1;
+                state.release_changed(id).await;
             }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(firmware_id = %id, error = %e, "could not build a chunk table"),
         }
     }
+    Ok(built)
 }

@@ -55,13 +55,17 @@ pub async fn verify(inputs: &Inputs<'_>, keys: &[VerifyingKey], device: &Device)
     let order = facts.order();
     let manifest = verify_manifest(served.as_bytes(), &trusted, &facts.device(&order)?, now_unix())
         .map_err(|r| explain(r, unverified.as_ref(), device))?;
-    let body: ManifestBody = serde_json::from_value(envelope.signed.clone())?;
+    // The verifier passed the very bytes this body was read from.
+    let body = unverified.ok_or_else(|| anyhow::anyhow!("type: signed is not a manifest body"))?;
     let table = match inputs.chunks {
         Some(path) => Some(read_table(&manifest, path)?),
         None => None,
     };
     let delta_written = match inputs.delta {
-        Some((patch, from)) => Some(apply_delta(from, patch, inputs.image, table.clone())?),
+        Some((patch, from)) => {
+            let table = table.as_ref().map(|(verified, entries)| (*verified, entries.as_slice()));
+            Some(apply_delta(from, patch, inputs.image, table)?)
+        }
         None => None,
     };
     let chunks_checked = match table {
@@ -181,7 +185,7 @@ fn apply_delta(
     from: &Path,
     patch: &Path,
     out: &Path,
-    table: Option<(VerifiedTable, Vec<u8>)>,
+    table: Option<(VerifiedTable, &[u8])>,
 ) -> anyhow::Result<u64> {
     let old = std::fs::read(from).map_err(|e| anyhow::anyhow!("--from {}: {e}", from.display()))?;
     let mut patch_file =
@@ -193,8 +197,7 @@ fn apply_delta(
         .map_err(|e| anyhow::anyhow!("--image {}: {e}", out.display()))?;
     let mut writer = std::io::BufWriter::new(file);
     let mut applier = Applier::<256>::new();
-    let entries = table.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
-    let mut sequential = table.map(|(verified, _)| SequentialChunks::new(verified, entries.as_slice()));
+    let mut sequential = table.map(|(verified, entries)| SequentialChunks::new(verified, entries));
     let mut refused = None;
     let mut applied = || -> anyhow::Result<u64> {
         let mut buf = [0u8; 4096];
