@@ -7,17 +7,13 @@ use chrono::{Duration, Utc};
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error_shape, image_bytes, publish, spawn_app, upload_ok};
+use crate::helpers::{TestApp, admin_get, assert_error_shape, image_bytes, publish, spawn_app, upload_ok};
 
 async fn report(app: &TestApp, firmware: &str, device: &str, status: &str) {
     let body =
         json!({"status": status, "from_version": "1.0.0", "error": (status == "failed").then_some("E_BOOT")});
     let response = crate::helpers::report_as_owner(app, firmware, device, body).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-}
-
-async fn admin_get(app: &TestApp, path: &str) -> reqwest::Response {
-    app.get(path).bearer_auth(app.admin_token()).send().await.unwrap()
 }
 
 async fn released(app: &TestApp, version: &str, body: Value) -> (String, String) {

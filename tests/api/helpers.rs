@@ -437,3 +437,8 @@ pub async fn report_as_owner(
         .await
         .unwrap()
 }
+
+/// `GET path` with an admin token.
+pub async fn admin_get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.get(path).bearer_auth(app.admin_token()).send().await.unwrap()
+}

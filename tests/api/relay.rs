@@ -18,8 +18,7 @@ async fn report(app: &TestApp, firmware: &str, device: &str, mut body: Value) ->
 }
 
 async fn rollout(app: &TestApp, id: &str) -> Value {
-    let response = app.get(&format!("/v1/admin/rollouts/{id}")).bearer_auth(app.admin_token()).send().await;
-    response.unwrap().json().await.unwrap()
+    crate::helpers::admin_get(app, &format!("/v1/admin/rollouts/{id}")).await.json().await.unwrap()
 }
 
 fn relay(bytes: u64, rejected: u64) -> Value {

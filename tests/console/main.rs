@@ -101,15 +101,8 @@ async fn a_release_engineer_uploads_publishes_and_steers_a_rollout_in_the_browse
     let seen = browser.eval("return window.progressSeen").await;
     assert!(seen.as_array().unwrap().iter().any(|v| v == 100), "the progress bar reached 100 %: {seen}");
     let rollout_id = browser.eval("return location.hash.split('/')[2]").await.as_str().unwrap().to_owned();
-    let firmware: serde_json::Value = app
-        .get(&format!("/v1/admin/rollouts/{rollout_id}"))
-        .bearer_auth(app.admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let firmware: serde_json::Value =
+        helpers::admin_get(&app, &format!("/v1/admin/rollouts/{rollout_id}")).await.json().await.unwrap();
     let firmware = firmware["firmware_id"].as_str().unwrap().to_owned();
     browser.wait_for_text("#percent-text", "10 %").await;
 
