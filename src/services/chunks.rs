@@ -1,12 +1,11 @@
 //! Chunk tables: every published image gets one (`nowatch_ota_core::chunks`), built when it is
 //! first published, before its rollout exists, so no manifest of a published release goes out
-//! without it; releases published before tables existed get theirs from the backfill, which
-//! every instance runs at start-up and with each storage sweep (which also rebuilds a table whose
-//! object is gone from the store). A table is read from the image
-//! as it streams (one chunk's hash state in memory, never the image), checked against the
-//! image's size and SHA-256, and stored content-addressed as `chunks/<sha256>` through staging
-//! like an upload; the row then records it with a conditional update, so two instances that
-//! build one table at once record it once.
+//! without it. Releases published before tables existed, and tables whose object is gone from
+//! the store, are built by the backfill every instance runs at start-up and with each storage
+//! sweep. A table is read from the image as it streams (one chunk's hash state in memory, never
+//! the image), checked against the image's size and SHA-256, and stored content-addressed as
+//! `chunks/<sha256>` through staging like an upload; the row then records it with a conditional
+//! update, so two instances that build one table at once record it once.
 
 use std::collections::HashSet;
 
